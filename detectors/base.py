@@ -1,0 +1,32 @@
+"""The Detector protocol: ``(event, state, now) -> detections``.
+
+Detectors are pure: everything they remember lives in the ``state`` mapping they are given
+(a dict in tests and in the embedded runner, a faust Table on Kafka), and the time comes in
+as ``now``. State values are plain JSON-serialisable data so any store can hold them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import MutableMapping
+from datetime import datetime
+from typing import Any, ClassVar, Protocol, runtime_checkable
+
+from detectors.detection import Detection
+from ingest import AuditEvent
+
+State = MutableMapping[str, Any]
+
+
+@runtime_checkable
+class Detector(Protocol):
+    """Looks at one event in the light of the state it keeps, and may report detections."""
+
+    name: ClassVar[str]
+
+    def detect(self, event: AuditEvent, state: State, now: datetime) -> list[Detection]:
+        """Update ``state`` with ``event`` and return what it found (often nothing)."""
+        ...
+
+    def sweep(self, state: State, now: datetime) -> int:
+        """Drop this detector's expired state; return how many keys were removed."""
+        ...
