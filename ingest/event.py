@@ -148,20 +148,25 @@ class AuditEvent(BaseModel):
         """Keep unknown fields as attributes, scrub raw tokens, give a stable id."""
         if not isinstance(data, dict):
             raise ValueError(f"an event must be a JSON object, not {type(data).__name__}")
-        known = cls.model_fields
-        out: dict[str, Any] = {}
-        extra: dict[str, Any] = {}
-        for key, value in data.items():
-            (out if key in known else extra)[key] = value
         hasher = _hasher(info)
-        attrs = out.get("attributes")
-        if attrs is None:
-            attrs = {}
-        if not isinstance(attrs, dict):
+        if data.keys() <= _FIELDS:
+            out = dict(data)
+            attrs = out.get("attributes")
+        else:
+            out = {k: v for k, v in data.items() if k in _FIELDS}
+            attrs = out.get("attributes")
+            extra = {k: v for k, v in data.items() if k not in _FIELDS}
+            attrs = {**attrs, **extra} if isinstance(attrs, dict) else (attrs or extra)
+            if attrs is extra and "attributes" in out and out["attributes"] is not None:
+                attrs = out["attributes"]  # not an object: refused below
+        if attrs:
+            if not isinstance(attrs, dict):
+                raise ValueError("attributes must be an object")
+            out["attributes"] = _scrub(attrs, hasher)
+        elif attrs is not None and not isinstance(attrs, dict):
             raise ValueError("attributes must be an object")
-        if extra:
-            attrs = {**attrs, **extra}
-        out["attributes"] = _scrub(attrs, hasher)
+        else:
+            out["attributes"] = {}
         if out.get("id") is None:
             out["id"] = _stable_id(out, hasher)
         return out
@@ -213,6 +218,9 @@ class AuditEvent(BaseModel):
     def to_json(self) -> bytes:
         """The event in its wire form."""
         return orjson.dumps(self.model_dump(mode="json", exclude_defaults=True))
+
+
+_FIELDS = frozenset(AuditEvent.model_fields)
 
 
 def _stable_id(data: dict[str, Any], hasher: TokenHasher | None) -> str:

@@ -1,0 +1,179 @@
+"""The SQL store's tables (SQLAlchemy Core), shared by SQLite and PostgreSQL.
+
+The schema is created by the Alembic migrations in ``tokenwarden/migrations``; a test
+checks that the migrations and this module describe the same schema. Rows stay here:
+the rest of the code sees the pydantic types of ``revocation.store``.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+
+from revocation.sqltypes import Json, NullableJson, UTCDateTime
+
+#: Deterministic constraint names, so migrations can refer to them on every backend.
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_N_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+#: Identifiers are unbounded VARCHARs: the wire schema bounds most of them, but a value we
+#: did not bound (a session id from ``attributes``) must never fail a whole batch.
+Id = String
+
+#: Instance-wide secrets generated on first start (e.g. the token hash key).
+instance_secrets = Table(
+    "instance_secrets",
+    metadata,
+    Column("name", String, primary_key=True),
+    Column("value", Text, nullable=False),
+)
+
+#: Token families (RFC 9700 §4.14.2: every refresh token descends from one grant).
+#: ``user``/``agent``/``client_id``/``session_id`` come from the family's first sighting.
+families = Table(
+    "families",
+    metadata,
+    Column("tenant", Id, primary_key=True),
+    Column("family_id", Id, primary_key=True),
+    Column("user", Id),
+    Column("agent", Id),
+    Column("client_id", Id),
+    Column("session_id", Id),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("last_seen_at", UTCDateTime, nullable=False),
+    Column("revoked_at", UTCDateTime),
+    Column("revoked_by_order", Id),
+    Column("revoke_reason", Text),
+)
+
+#: Token identifiers (jti or keyed hash, never raw tokens) and the family they belong to.
+#: ``family_id`` is NULL only for a token revoked by id before it was ever seen.
+tokens = Table(
+    "tokens",
+    metadata,
+    Column("tenant", Id, primary_key=True),
+    Column("token_id", Id, primary_key=True),
+    Column("family_id", Id),
+    Column("parent_id", Id),
+    Column("type", String),
+    Column("issued_at", UTCDateTime, nullable=False),
+    Column("revoked_at", UTCDateTime),
+    Index("ix_tokens_tenant_family_id", "tenant", "family_id"),
+)
+
+#: Detections; ``data`` is the full ``Detection`` JSON, the other columns are for queries.
+detections = Table(
+    "detections",
+    metadata,
+    Column("id", Id, primary_key=True),
+    Column("tenant", Id, nullable=False),
+    Column("detector", String, nullable=False),
+    Column("entity", Text, nullable=False),
+    Column("score", Float, nullable=False),
+    Column("severity", String, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("time", UTCDateTime, nullable=False),
+    Column("data", Json, nullable=False),
+    Index("ix_detections_tenant_time", "tenant", "time"),
+    Index("ix_detections_time", "time"),
+)
+
+#: Revocation orders: durable before they are applied (the executor's outbox).
+orders = Table(
+    "orders",
+    metadata,
+    Column("id", Id, primary_key=True),
+    Column("idempotency_key", String, nullable=False, unique=True),
+    Column("tenant", Id, nullable=False),
+    Column("target_kind", String, nullable=False),
+    Column("target_value", Id, nullable=False),
+    Column("action", String, nullable=False),
+    Column("mode", String, nullable=False),
+    Column("status", String, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("rule", String, nullable=False),
+    Column("detection_ids", Json, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("executed_at", UTCDateTime),
+    Column("affected", NullableJson),
+    Index("ix_orders_status", "status"),
+    Index("ix_orders_tenant_created_at", "tenant", "created_at"),
+    Index("ix_orders_created_at", "created_at"),
+)
+
+#: Kill switches: deny everything of a subject, agent, client, session or tenant — including
+#: families first seen after the switch was thrown — until released.
+kill_switches = Table(
+    "kill_switches",
+    metadata,
+    Column("id", Id, primary_key=True),
+    Column("tenant", Id, nullable=False),
+    Column("kind", String, nullable=False),
+    Column("value", Id, nullable=False),
+    Column("order_id", Id),
+    Column("reason", Text, nullable=False),
+    Column("thrown_at", UTCDateTime, nullable=False),
+    Column("thrown_by", String, nullable=False),
+    Column("released_at", UTCDateTime),
+    Column("released_by", String),
+    Column("release_reason", Text),
+    Index("ix_kill_switches_tenant_kind_value", "tenant", "kind", "value"),
+)
+
+#: Append-only audit trail. ``seq`` is never reused (SQLite AUTOINCREMENT, PostgreSQL
+#: BIGSERIAL), so it orders the trail.
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column(
+        "seq",
+        BigInteger().with_variant(Integer(), "sqlite"),
+        primary_key=True,
+        autoincrement=True,
+    ),
+    Column("at", UTCDateTime, nullable=False),
+    Column("actor", String, nullable=False),
+    Column("kind", String, nullable=False),
+    Column("ref", Id),
+    Column("data", Json, nullable=False),
+    Index("ix_audit_log_ref", "ref"),
+    sqlite_autoincrement=True,
+)
+
+#: Snapshots of the embedded runner's in-memory detector state (DESIGN.md, "Entity key and
+#: state"): one row per state key.
+detector_state = Table(
+    "detector_state",
+    metadata,
+    Column("key", String, primary_key=True),
+    Column("value", Json, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+__all__ = [
+    "audit_log",
+    "detections",
+    "detector_state",
+    "families",
+    "instance_secrets",
+    "kill_switches",
+    "metadata",
+    "orders",
+    "tokens",
+]

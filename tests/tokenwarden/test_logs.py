@@ -1,0 +1,52 @@
+"""Logs never carry a JWT or a bearer secret, whoever logs them."""
+
+from __future__ import annotations
+
+import io
+import logging
+
+import pytest
+import structlog
+
+from tokenwarden.logs import configure_logging
+
+JWT = (
+    "eyJhbGciOiJSUzI1NiIsImtpZCI6IjEifQ.eyJzdWIiOiJqYW5lQGFjbWUuZXhhbXBsZSJ9."
+    "TUVVQ0lRRHNpZ25hdHVyZWJ5dGVz"
+)
+SECRET = "s3cr3t-opaque-refresh-value"
+
+
+def test_structlog_and_stdlib_logs_are_redacted(capfd: pytest.CaptureFixture[str]) -> None:
+    configure_logging(level="info", fmt="json")
+    structlog.get_logger("t").info(
+        "token seen", token=JWT, header=f"Bearer {SECRET}", nested={"list": [JWT]}
+    )
+    # a third-party logger with a handler of its own (as uvicorn installs) is redacted too
+    foreign = logging.getLogger("some.library")
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    foreign.addHandler(handler)
+    foreign.propagate = False
+    try:
+        foreign.warning("bad request with Authorization: Bearer %s and %s", SECRET, JWT)
+    finally:
+        foreign.removeHandler(handler)
+    err = capfd.readouterr().err + stream.getvalue()
+    assert "token seen" in err and "bad request" in err
+    assert JWT not in err
+    assert SECRET not in err
+    assert err.count("[REDACTED]") >= 4
+
+
+def test_exceptions_in_logs_are_redacted(capfd: pytest.CaptureFixture[str]) -> None:
+    configure_logging(level="info", fmt="json")
+    try:
+        raise ValueError(f"could not parse {JWT}")
+    except ValueError:
+        structlog.get_logger("t").exception("structlog failure")
+        logging.getLogger("sqlalchemy.engine").exception("stdlib failure")
+    err = capfd.readouterr().err
+    assert "structlog failure" in err
+    assert "ValueError" in err
+    assert JWT not in err

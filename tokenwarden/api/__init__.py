@@ -1,0 +1,1 @@
+"""HTTP routers, mounted in one place (``tokenwarden.app.create_app``)."""

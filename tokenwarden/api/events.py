@@ -1,0 +1,100 @@
+"""``POST /v1/events``: batches of audit events from SIEMs, forwarders and gateways."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+
+from ingest import IngestError, decode, validate_events
+from tokenwarden.api.deps import PipelineDep, ServicesDep
+from tokenwarden.api.errors import ApiError
+from tokenwarden.pipeline import QueueFull
+
+router = APIRouter(prefix="/v1", tags=["events"])
+
+
+class RejectedEvent(BaseModel):
+    index: int
+    reason: str
+
+
+class EventsAccepted(BaseModel):
+    accepted: int
+    rejected: list[RejectedEvent]
+    detections: int | None = None
+    orders: int | None = None
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, refused with 413 as soon as it passes ``limit`` bytes."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise ApiError(413, "batch_too_large", f"body is {declared} bytes; the limit is {limit}")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise ApiError(413, "batch_too_large", f"body exceeds the limit of {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+@router.post(
+    "/events",
+    status_code=202,
+    response_model=EventsAccepted,
+    responses={
+        400: {"description": "malformed batch"},
+        413: {"description": "batch over the byte or event limit"},
+        422: {"description": "every event of the batch was rejected"},
+        429: {"description": "pipeline queue full; retry after Retry-After seconds"},
+    },
+)
+async def post_events(
+    request: Request,
+    services: ServicesDep,
+    pipeline: PipelineDep,
+    wait: Annotated[bool, Query(description="answer after the batch was processed")] = False,
+) -> JSONResponse:
+    """Accept a JSON array or NDJSON batch of AuditEvents (DESIGN.md wire schema).
+
+    Valid events go through even when others are rejected; the answer lists the accepted
+    count and each rejected index with its reason.
+    """
+    body = await read_body(request, services.limits.max_bytes)
+    try:
+        items = decode(
+            body, content_type=request.headers.get("content-type"), limits=services.limits
+        )
+    except IngestError as exc:
+        raise ApiError(exc.status, exc.code, exc.description) from None
+    parsed = await asyncio.to_thread(validate_events, items, hasher=services.hasher)
+    rejected = [RejectedEvent(index=r.index, reason=r.reason) for r in parsed.rejected]
+    if not parsed.events:
+        raise ApiError(
+            422,
+            "no_valid_events",
+            f"all {len(rejected)} events were rejected",
+            extra={"accepted": 0, "rejected": [r.model_dump() for r in rejected]},
+        )
+    try:
+        done = pipeline.submit(parsed.events)
+    except QueueFull as exc:
+        retry = str(services.settings.retry_after_seconds)
+        raise ApiError(429, "queue_full", str(exc), headers={"Retry-After": retry}) from None
+    answer = EventsAccepted(accepted=len(parsed.events), rejected=rejected)
+    if wait:
+        try:
+            result = await done
+        except Exception as exc:
+            raise ApiError(
+                503, "processing_failed", f"the batch could not be processed: {exc}"
+            ) from None
+        answer.detections = len(result.detections)
+        answer.orders = len(result.orders)
+    return JSONResponse(answer.model_dump(exclude_none=True), status_code=202)

@@ -1,0 +1,144 @@
+"""The ``tokenwarden`` command line."""
+
+from __future__ import annotations
+
+import contextlib
+import tempfile
+from pathlib import Path
+from typing import Annotated, BinaryIO
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
+
+from tokenwarden.runtime import tune_gc
+from tokenwarden.settings import ConfigError, Settings, load_settings
+
+app = typer.Typer(no_args_is_help=True, help="Revocation and anomaly detection for agent tokens.")
+db_app = typer.Typer(no_args_is_help=True, help="Database maintenance.")
+app.add_typer(db_app, name="db")
+
+ConfigOpt = Annotated[
+    Path | None, typer.Option("--config", "-c", help="TOML config file", exists=False)
+]
+
+
+def _settings(config: Path | None, **overrides: object) -> Settings:
+    try:
+        return load_settings(config, **{k: v for k, v in overrides.items() if v is not None})
+    except ConfigError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+
+
+@app.command()
+def serve(
+    config: ConfigOpt = None,
+    host: Annotated[str | None, typer.Option(help="bind address")] = None,
+    port: Annotated[int | None, typer.Option(help="bind port")] = None,
+) -> None:
+    """Run the embedded service: API + in-process pipeline + SQLite (or PostgreSQL)."""
+    from tokenwarden.app import create_app
+    from tokenwarden.logs import configure_logging
+    from tokenwarden.server import serve_forever
+
+    settings = _settings(config, host=host, port=port)
+    configure_logging(level=settings.log_level, fmt=settings.log_format)
+    tune_gc()
+    serve_forever(
+        create_app(settings), host=settings.host, port=settings.port, log_level=settings.log_level
+    )
+
+
+@app.command()
+def demo() -> None:
+    """Play the stolen-refresh-token story against an in-process service."""
+    from tokenwarden.demo import run_demo
+    from tokenwarden.logs import configure_logging
+
+    configure_logging(level="warning")
+    raise typer.Exit(run_demo())
+
+
+@app.command()
+def replay(
+    file: Annotated[
+        Path, typer.Argument(help="NDJSON file of AuditEvents", exists=True, dir_okay=False)
+    ],
+    detections: Annotated[Path | None, typer.Option(help="write detections as NDJSON")] = None,
+    orders: Annotated[Path | None, typer.Option(help="write orders as NDJSON")] = None,
+    database: Annotated[
+        str | None,
+        typer.Option(help="database URL to replay into (default: a temporary SQLite file)"),
+    ] = None,
+    batch_size: Annotated[int, typer.Option(min=1, max=100_000)] = 5000,
+    config: ConfigOpt = None,
+) -> None:
+    """Run a file through the same pipeline as fast as it can."""
+    from tokenwarden.logs import configure_logging
+    from tokenwarden.replay import replay as run_replay
+    from tokenwarden.services import build_services
+
+    console = Console(stderr=True)
+    with contextlib.ExitStack() as stack:
+        if database is None:
+            tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="tokenwarden-replay-"))
+            database = f"sqlite:///{Path(tmp) / 'replay.db'}"
+        settings = _settings(config, database_url=database)
+        configure_logging(level="warning", fmt=settings.log_format)
+        services = build_services(settings)
+        stack.callback(services.db.dispose)
+        tune_gc()
+        det_out: BinaryIO | None = (
+            stack.enter_context(detections.open("wb")) if detections else None
+        )
+        ord_out: BinaryIO | None = stack.enter_context(orders.open("wb")) if orders else None
+        progress = stack.enter_context(
+            Progress(
+                TextColumn("replay"),
+                BarColumn(),
+                TransferSpeedColumn(),
+                TimeRemainingColumn(),
+                console=console,
+                transient=True,
+            )
+        )
+        task = progress.add_task("replay", total=file.stat().st_size)
+        stats = run_replay(
+            file,
+            stages=services.stages,
+            hasher=services.hasher,
+            detections_out=det_out,
+            orders_out=ord_out,
+            batch_size=batch_size,
+            progress=lambda done: progress.update(task, completed=done),
+        )
+    rate = stats.events / stats.seconds if stats.seconds else 0.0
+    console.print(
+        f"{stats.events} events in {stats.seconds:.2f}s ({rate:,.0f} events/s): "
+        f"{stats.detections} detections, {stats.orders} orders, {len(stats.rejected)} rejected"
+    )
+    for r in stats.rejected[:10]:
+        console.print(f"  rejected event {r.index}: {r.reason}")
+
+
+@db_app.command("upgrade")
+def db_upgrade(config: ConfigOpt = None) -> None:
+    """Create or migrate the database schema to the latest version."""
+    from tokenwarden.db import make_engine, upgrade
+
+    settings = _settings(config)
+    engine = make_engine(settings.database_url)
+    try:
+        upgrade(engine)
+    finally:
+        engine.dispose()
+    typer.echo(f"database at {engine.url.render_as_string(hide_password=True)} is up to date")
+
+
+def main() -> None:
+    app(prog_name="tokenwarden")
+
+
+if __name__ == "__main__":
+    main()

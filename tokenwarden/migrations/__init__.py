@@ -1,0 +1,1 @@
+"""Alembic migrations of the SQL store (``revocation.tables``); run by ``tokenwarden.db``."""

@@ -1,0 +1,240 @@
+"""The embedded pipeline: ingest -> engine -> policy -> executor, in one process.
+
+Batches stay batches through every stage (DESIGN.md, "Batches all the way"): one engine
+pass, one store transaction for the batch's token facts, detections and state changes, and
+the executor's two transactions for its orders. The asyncio side is a bounded queue: when
+it is full, ``submit`` says so and the API answers 429 with Retry-After — never a silent
+drop. Store work runs in a worker thread so the event loop keeps answering.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+import structlog
+
+from detectors import Detection, Engine
+from ingest import AuditEvent
+from revocation import (
+    OrderOutcome,
+    Policy,
+    RevocationOrder,
+    execute_orders,
+    retry_pending,
+    store,
+)
+from tokenwarden.state import TrackedState
+
+log = structlog.get_logger("tokenwarden.pipeline")
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(slots=True)
+class BatchResult:
+    """What one batch produced, and how long each part took."""
+
+    events: Sequence[AuditEvent]
+    detections: list[Detection] = field(default_factory=list)
+    orders: list[RevocationOrder] = field(default_factory=list)
+    outcomes: list[OrderOutcome] = field(default_factory=list)
+    changed: dict[str, Any] = field(default_factory=dict)
+    deleted: set[str] = field(default_factory=set)
+    seconds: float = 0.0
+
+
+class Stages:
+    """The synchronous stages, shared by the embedded runner and ``tokenwarden replay``."""
+
+    def __init__(
+        self, *, db: sa.Engine, engine: Engine, policy: Policy, state: TrackedState
+    ) -> None:
+        self.db = db
+        self.engine = engine
+        self.policy = policy
+        self.state = state
+
+    def detect(self, events: Sequence[AuditEvent], *, now: datetime) -> BatchResult:
+        """The pure part: engine and policy. Updates the in-memory state."""
+        started = time.perf_counter()
+        detections = self.engine.process(events, self.state, now)
+        orders = self.policy.decide(detections, now=now)
+        changed, deleted = self.state.take_changes()
+        return BatchResult(
+            events=events,
+            detections=detections,
+            orders=orders,
+            changed=changed,
+            deleted=deleted,
+            seconds=time.perf_counter() - started,
+        )
+
+    def persist(self, result: BatchResult, *, now: datetime) -> BatchResult:
+        """The I/O part: one transaction for the batch, then the executor. Safe to retry:
+        every write is an upsert or keyed by a deterministic id / idempotency key."""
+        started = time.perf_counter()
+        with self.db.begin() as conn:
+            store.record_tokens(conn, events=result.events, now=now)
+            if result.detections:
+                store.save_detections(conn, detections=result.detections)
+            if result.changed or result.deleted:
+                store.save_state(conn, changed=result.changed, deleted=result.deleted, now=now)
+        if result.orders:
+            result.outcomes = execute_orders(self.db, orders=result.orders, now=now)
+        result.seconds += time.perf_counter() - started
+        return result
+
+    def process(self, events: Sequence[AuditEvent], *, now: datetime) -> BatchResult:
+        return self.persist(self.detect(events, now=now), now=now)
+
+    def retry_pending(self, *, now: datetime) -> list[OrderOutcome]:
+        """Re-apply orders that were committed but not (fully) applied (crash, outage)."""
+        return retry_pending(self.db, now=now)
+
+    def sweep(self, *, now: datetime) -> int:
+        removed = self.engine.sweep(self.state, now)
+        changed, deleted = self.state.take_changes()
+        if changed or deleted:
+            with self.db.begin() as conn:
+                store.save_state(conn, changed=changed, deleted=deleted, now=now)
+        return removed
+
+
+def _consume_exception(future: asyncio.Future[BatchResult]) -> None:
+    """Nobody may await a batch's future; its failure is already logged."""
+    if not future.cancelled():
+        future.exception()
+
+
+class QueueFull(Exception):
+    """The pipeline's queue is full: the caller should retry later (HTTP 429)."""
+
+
+@dataclass(slots=True)
+class _Item:
+    events: list[AuditEvent]
+    done: asyncio.Future[BatchResult]
+
+
+class EmbeddedPipeline:
+    """A bounded asyncio queue of batches in front of ``Stages``, run by one worker task."""
+
+    def __init__(
+        self,
+        stages: Stages,
+        *,
+        max_batches: int,
+        sweep_interval: float = 3600.0,
+        retry_interval: float = 5.0,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.stages = stages
+        self.clock = clock
+        self.sweep_interval = sweep_interval
+        self.retry_interval = retry_interval
+        self._retry_task: asyncio.Task[None] | None = None
+        self._queue: asyncio.Queue[_Item | None] = asyncio.Queue(maxsize=max_batches)
+        self._task: asyncio.Task[None] | None = None
+        self.processed_events = 0
+        self.failed_batches = 0
+        self.store_retries = 0
+
+    @property
+    def depth(self) -> int:
+        return self._queue.qsize()
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="tokenwarden-pipeline")
+        self._retry_task = asyncio.create_task(self._retry_loop(), name="tokenwarden-retry")
+
+    async def stop(self) -> None:
+        """Finish every queued batch, then stop."""
+        if self._retry_task is not None:
+            self._retry_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._retry_task
+            self._retry_task = None
+        if self._task is None:
+            return
+        await self._queue.put(None)
+        await self._task
+        self._task = None
+
+    def submit(self, events: list[AuditEvent]) -> asyncio.Future[BatchResult]:
+        """Queue a batch; the future resolves when it has been processed."""
+        if self._task is None or self._task.done():
+            raise RuntimeError("the pipeline is not running")
+        done: asyncio.Future[BatchResult] = asyncio.get_running_loop().create_future()
+        try:
+            self._queue.put_nowait(_Item(events, done))
+        except asyncio.QueueFull:
+            raise QueueFull(f"pipeline queue is full ({self._queue.maxsize} batches)") from None
+        done.add_done_callback(_consume_exception)
+        return done
+
+    async def _run(self) -> None:
+        next_sweep = time.monotonic() + self.sweep_interval
+        while True:
+            item = await self._queue.get()
+            if item is None:
+                return
+            try:
+                now = self.clock()
+                result = await asyncio.to_thread(self.stages.detect, item.events, now=now)
+            except Exception as exc:  # a detector bug must not kill the worker
+                self.failed_batches += 1
+                log.exception("detection failed; batch skipped", events=len(item.events))
+                if not item.done.done():
+                    item.done.set_exception(exc)
+                continue
+            await self._persist(result, now)
+            self.processed_events += len(result.events)
+            if result.detections or result.orders:
+                log.info(
+                    "batch processed",
+                    events=len(result.events),
+                    detections=len(result.detections),
+                    orders=len(result.orders),
+                    ms=round(result.seconds * 1000, 2),
+                )
+            if not item.done.done():
+                item.done.set_result(result)
+            if time.monotonic() >= next_sweep:
+                next_sweep = time.monotonic() + self.sweep_interval
+                with contextlib.suppress(Exception):
+                    await asyncio.to_thread(self.stages.sweep, now=self.clock())
+
+    async def _retry_loop(self) -> None:
+        """At start and then every ``retry_interval``: orders left pending are re-applied
+        (an order is durable before it is applied, so a crash leaves it pending)."""
+        while True:
+            try:
+                done = await asyncio.to_thread(self.stages.retry_pending, now=self.clock())
+                if done:
+                    log.info("pending orders re-applied", orders=len(done))
+            except Exception:
+                log.exception("retrying pending orders failed")
+            await asyncio.sleep(self.retry_interval)
+
+    async def _persist(self, result: BatchResult, now: datetime) -> None:
+        """Persist with exponential backoff until it succeeds: security signals fail closed.
+        While this retries, the queue fills and the API answers 429 (backpressure)."""
+        delay = 0.05
+        while True:
+            try:
+                await asyncio.to_thread(self.stages.persist, result, now=now)
+                return
+            except Exception:
+                self.store_retries += 1
+                log.exception("store unavailable; retrying batch", retry_in=delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)

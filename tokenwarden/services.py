@@ -1,0 +1,57 @@
+"""The composition root: everything the service runs on, built once from Settings."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+
+from detectors import Engine, build_detectors
+from ingest import Limits, TokenHasher
+from revocation import Policy, store
+from tokenwarden.db import get_or_create_secret, make_engine, upgrade
+from tokenwarden.pipeline import Stages
+from tokenwarden.settings import Settings
+from tokenwarden.state import TrackedState
+
+HASH_KEY_NAME = "token_hash_key"
+
+
+@dataclass(slots=True)
+class Services:
+    settings: Settings
+    db: sa.Engine
+    hasher: TokenHasher
+    stages: Stages
+    limits: Limits
+
+
+def hash_key(settings: Settings, db: sa.Engine) -> bytes:
+    """The configured hash key, or the one generated on first start and kept in the store."""
+    if settings.hash_key is not None:
+        return settings.hash_key.get_secret_value().encode()
+    value = get_or_create_secret(db, name=HASH_KEY_NAME, factory=lambda: secrets.token_hex(32))
+    return value.encode()
+
+
+def build_services(settings: Settings, *, migrate: bool = True) -> Services:
+    """Open the database (migrating it), load detector state, wire the stages."""
+    db = make_engine(settings.database_url)
+    if migrate:
+        upgrade(db)
+    with db.connect() as conn:
+        state = TrackedState(store.load_state(conn))
+    stages = Stages(
+        db=db,
+        engine=Engine(build_detectors(settings.enabled_detectors, settings.detectors)),
+        policy=Policy.default(),
+        state=state,
+    )
+    return Services(
+        settings=settings,
+        db=db,
+        hasher=TokenHasher(hash_key(settings, db)),
+        stages=stages,
+        limits=Limits(max_bytes=settings.max_batch_bytes, max_events=settings.max_batch_events),
+    )

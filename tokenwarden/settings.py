@@ -1,0 +1,80 @@
+"""Settings: ``TOKENWARDEN_*`` environment variables over an optional TOML file.
+
+Built once at start (``load_settings``), never at import, and passed to what needs them.
+Environment variables win over the file; nested keys use ``__`` in the environment
+(``TOKENWARDEN_DETECTORS__REFRESH_REUSE__GRACE_SECONDS=5``).
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr, ValidationError
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+
+class ConfigError(ValueError):
+    """The configuration file or environment is not usable."""
+
+
+class Settings(BaseSettings):
+    """Everything the service needs to start; see the README's configuration table."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="TOKENWARDEN_", env_nested_delimiter="__", frozen=True, extra="forbid"
+    )
+
+    database_url: str = "sqlite:///./tokenwarden.db"
+    hash_key: SecretStr | None = Field(
+        default=None, description="HMAC key for token ids; generated and stored if unset"
+    )
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+    max_batch_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
+    max_batch_events: int = Field(default=10_000, ge=1)
+    queue_batches: int = Field(default=64, ge=1, description="bounded pipeline queue")
+    retry_after_seconds: int = Field(default=1, ge=1)
+    sweep_interval_seconds: float = Field(default=3600.0, gt=0)
+    enabled_detectors: list[str] | None = None
+    detectors: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["console", "json"] = "console"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # the environment overrides the file, which arrives as init kwargs
+        return (env_settings, init_settings)
+
+
+def load_settings(config: Path | None = None, **overrides: Any) -> Settings:
+    """Settings from ``config`` (TOML) and the environment; ``overrides`` win over both."""
+    data: dict[str, Any] = {}
+    if config is not None:
+        try:
+            data = tomllib.loads(config.read_text())
+        except FileNotFoundError:
+            raise ConfigError(f"config file {config} does not exist") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {config} is not valid TOML: {exc}") from None
+    try:
+        settings = Settings(**data)
+    except ValidationError as exc:
+        raise ConfigError(f"invalid configuration: {exc}") from None
+    # explicit overrides (command-line flags) win over the file and the environment
+    return settings.model_copy(update=overrides) if overrides else settings
+
+
+__all__ = ["ConfigError", "Settings", "load_settings"]
