@@ -1,0 +1,85 @@
+"""Fixtures: a real JWKS server on 127.0.0.1 and signing keys."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import orjson
+import pytest
+
+from tests.ssf.helpers import Signer, ec_signer, ed_signer, rsa_signer
+
+
+class JwksServer:
+    """Serves ``/jwks.json`` from a real HTTP server; the test swaps what it serves."""
+
+    def __init__(self) -> None:
+        self.body = b'{"keys": []}'
+        self.status = 200
+        self.hits = 0
+        self.send_length = True
+        self._lock = threading.Lock()
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                with server._lock:
+                    server.hits += 1
+                    body, status = server.body, server.status
+                self.send_response(status)
+                self.send_header("Content-Type", "application/jwk-set+json")
+                if server.send_length:
+                    self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
+        )
+        host, port = self._httpd.server_address[:2]
+        self.url = f"http://{host!s}:{port}/jwks.json"
+
+    def serve(self, jwks: dict[str, Any] | bytes, status: int = 200) -> None:
+        with self._lock:
+            self.body = jwks if isinstance(jwks, bytes) else orjson.dumps(jwks)
+            self.status = status
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+        self._thread.join(timeout=5)
+
+
+@pytest.fixture
+def jwks_server() -> Iterator[JwksServer]:
+    server = JwksServer()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def rsa_key() -> Signer:
+    return rsa_signer("rsa-1")
+
+
+@pytest.fixture(scope="session")
+def ec_key() -> Signer:
+    return ec_signer("ec-1")
+
+
+@pytest.fixture(scope="session")
+def ed_key() -> Signer:
+    return ed_signer("ed-1")
