@@ -6,6 +6,8 @@ from detectors.engine import Engine
 from detectors.network import network_of
 from detectors.refresh_reuse import RefreshReuseConfig, RefreshReuseDetector
 from detectors.registry import DETECTORS, UnknownDetector, build_detectors
+from detectors.risk import raise_risk, risk_of
+from detectors.signal import SignalConfig, SignalDetector
 
 __all__ = [
     "DETECTORS",
@@ -15,8 +17,12 @@ __all__ = [
     "RefreshReuseConfig",
     "RefreshReuseDetector",
     "Severity",
+    "SignalConfig",
+    "SignalDetector",
     "State",
     "UnknownDetector",
     "build_detectors",
     "network_of",
+    "raise_risk",
+    "risk_of",
 ]

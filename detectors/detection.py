@@ -24,7 +24,8 @@ class Detection(BaseModel):
 
     ``entity`` is the detector's state key in readable form (``tenant/family/<id>`` for
     refresh reuse, ``tenant/user/agent/audience`` for usage detectors); ``tenant``, ``user``,
-    ``agent``, ``client_id``, ``family_id`` and ``session_id`` name what the policy may act
+    ``agent``, ``client_id``, ``family_id``, ``session_id`` and ``device_id`` name what the
+    policy may act
     on. ``evidence`` holds the numbers that fired; ``event_ids`` the events behind it.
     """
 
@@ -45,6 +46,7 @@ class Detection(BaseModel):
     client_id: str | None = None
     family_id: str | None = None
     session_id: str | None = None
+    device_id: str | None = None
 
     @staticmethod
     def make_id(detector: str, entity: str, event_ids: tuple[str, ...]) -> str:

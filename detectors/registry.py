@@ -11,6 +11,7 @@ from typing import Any, Protocol
 
 from detectors.base import Detector
 from detectors.refresh_reuse import RefreshReuseDetector
+from detectors.signal import SignalDetector
 
 
 class DetectorFactory(Protocol):
@@ -21,6 +22,7 @@ class DetectorFactory(Protocol):
 
 DETECTORS: dict[str, Any] = {
     RefreshReuseDetector.name: RefreshReuseDetector,
+    SignalDetector.name: SignalDetector,
 }
 
 

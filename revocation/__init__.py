@@ -3,7 +3,7 @@ kill switches, orders as an outbox, audit trail) and its tables."""
 
 from revocation import store
 from revocation.order import Action, Mode, RevocationOrder, Status, Target, TargetKind
-from revocation.policy import DEFAULT_RULES, Policy, PolicyRule
+from revocation.policy import DEFAULT_RULES, Policy, PolicyError, PolicyRule
 from revocation.store import (
     CheckResult,
     FamilyView,
@@ -25,6 +25,7 @@ __all__ = [
     "OrderOutcome",
     "OrderView",
     "Policy",
+    "PolicyError",
     "PolicyRule",
     "RevocationOrder",
     "Status",

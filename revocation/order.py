@@ -18,12 +18,14 @@ class TargetKind(StrEnum):
     CLIENT = "client"
     TENANT = "tenant"
     SESSION = "session"
+    DEVICE = "device"
 
 
 class Action(StrEnum):
     REVOKE = "revoke"
     KILL_SWITCH = "kill_switch"
     ALERT_ONLY = "alert_only"
+    RELEASE = "release"
 
 
 class Mode(StrEnum):
@@ -70,6 +72,9 @@ class RevocationOrder(BaseModel):
     mode: Mode = Mode.ENFORCE
     status: Status = Status.PENDING
     rule: str = Field(default="", description="the policy rule that produced the order")
+    releases: tuple[str, ...] = Field(
+        default=(), description="for a release: the rules whose kill switches it may release"
+    )
     created_at: datetime
 
     @staticmethod
@@ -89,6 +94,7 @@ class RevocationOrder(BaseModel):
         now: datetime,
         mode: Mode = Mode.ENFORCE,
         rule: str = "",
+        releases: tuple[str, ...] = (),
     ) -> RevocationOrder:
         key = cls.key_for(target, action, cause)
         return cls(
@@ -100,6 +106,7 @@ class RevocationOrder(BaseModel):
             idempotency_key=key,
             mode=mode,
             rule=rule,
+            releases=releases,
             created_at=now,
         )
 

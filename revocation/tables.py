@@ -55,6 +55,7 @@ families = Table(
     Column("agent", Id),
     Column("client_id", Id),
     Column("session_id", Id),
+    Column("device_id", Id),
     Column("created_at", UTCDateTime, nullable=False),
     Column("last_seen_at", UTCDateTime, nullable=False),
     Column("revoked_at", UTCDateTime),
@@ -108,6 +109,7 @@ orders = Table(
     Column("status", String, nullable=False),
     Column("reason", Text, nullable=False),
     Column("rule", String, nullable=False),
+    Column("releases", NullableJson),
     Column("detection_ids", Json, nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
     Column("executed_at", UTCDateTime),
@@ -166,6 +168,34 @@ detector_state = Table(
     Column("updated_at", UTCDateTime, nullable=False),
 )
 
+#: Accepted SETs by ``(issuer, jti)`` until ``expires_at`` (RFC 8417 §2.2 ``jti``): a
+#: redelivered SET is answered like the first delivery and acted on once.
+ssf_jti = Table(
+    "ssf_jti",
+    metadata,
+    Column("issuer", String, primary_key=True),
+    Column("jti", String, primary_key=True),
+    Column("expires_at", UTCDateTime, nullable=False),
+    Index("ix_ssf_jti_expires_at", "expires_at"),
+)
+
+#: One row per SSF transmitter we receive from: its stream (SSF 1.0 §8.1) as last known,
+#: the status a ``stream-updated`` event or the status endpoint reported (§8.1.2), and the
+#: last verification ``state`` we requested and whether it came back (§8.1.4).
+ssf_streams = Table(
+    "ssf_streams",
+    metadata,
+    Column("issuer", String, primary_key=True),
+    Column("stream_id", String),
+    Column("status", String, nullable=False),
+    Column("reason", Text),
+    Column("config", NullableJson),
+    Column("verification_state", String),
+    Column("verification_requested_at", UTCDateTime),
+    Column("verified_at", UTCDateTime),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
 __all__ = [
     "audit_log",
     "detections",
@@ -175,5 +205,7 @@ __all__ = [
     "kill_switches",
     "metadata",
     "orders",
+    "ssf_jti",
+    "ssf_streams",
     "tokens",
 ]

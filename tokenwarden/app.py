@@ -6,13 +6,15 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import httpx
 import sqlalchemy as sa
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from ingest import AuditEvent
 from tokenwarden import __version__
-from tokenwarden.api import check, events, queries
+from tokenwarden.api import check, events, queries, ssf
 from tokenwarden.api.deps import PipelineDep, ServicesDep
 from tokenwarden.api.errors import (
     ApiError,
@@ -20,9 +22,10 @@ from tokenwarden.api.errors import (
     http_error_handler,
     validation_error_handler,
 )
-from tokenwarden.pipeline import EmbeddedPipeline
+from tokenwarden.pipeline import BatchResult, EmbeddedPipeline
 from tokenwarden.services import Services, build_services
 from tokenwarden.settings import Settings
+from tokenwarden.ssf_receiver import SsfReceiver
 
 
 def create_app(settings: Settings, *, services: Services | None = None) -> FastAPI:
@@ -38,11 +41,20 @@ def create_app(settings: Settings, *, services: Services | None = None) -> FastA
         )
         app.state.services = svc
         app.state.pipeline = pipeline
+        http = httpx.AsyncClient(timeout=10.0, follow_redirects=False)
+
+        async def submit(events: list[AuditEvent]) -> BatchResult:
+            return await pipeline.submit(events)
+
+        app.state.ssf = SsfReceiver(
+            settings.ssf, db=svc.db, hasher=svc.hasher, client=http, submit=submit
+        )
         await pipeline.start()
         try:
             yield
         finally:
             await pipeline.stop()
+            await http.aclose()
             if services is None:
                 svc.db.dispose()
 
@@ -58,6 +70,7 @@ def create_app(settings: Settings, *, services: Services | None = None) -> FastA
     app.include_router(events.router)
     app.include_router(queries.router)
     app.include_router(check.router)
+    app.include_router(ssf.router)
 
     @app.get("/healthz", tags=["health"])
     def healthz(services: ServicesDep, pipeline: PipelineDep) -> dict[str, Any]:

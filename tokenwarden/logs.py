@@ -41,6 +41,10 @@ def _redacting_record_factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
     return record
 
 
+def _stderr_logger(*args: Any) -> structlog.PrintLogger:
+    return structlog.PrintLogger(sys.stderr)
+
+
 def configure_logging(*, level: str = "info", fmt: str = "console") -> None:
     """Set up structlog and the root logger (idempotent)."""
     lvl = getattr(logging, level.upper())
@@ -68,6 +72,7 @@ def configure_logging(*, level: str = "info", fmt: str = "console") -> None:
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(lvl),
-        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+        # resolve sys.stderr when a line is written, not when logging is configured
+        logger_factory=_stderr_logger,
         cache_logger_on_first_use=False,
     )

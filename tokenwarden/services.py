@@ -45,7 +45,7 @@ def build_services(settings: Settings, *, migrate: bool = True) -> Services:
     stages = Stages(
         db=db,
         engine=Engine(build_detectors(settings.enabled_detectors, settings.detectors)),
-        policy=Policy.default(),
+        policy=Policy.from_config(settings.policy.rules, settings.policy.modes),
         state=state,
     )
     return Services(

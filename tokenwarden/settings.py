@@ -11,7 +11,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -21,6 +21,55 @@ from pydantic_settings import (
 
 class ConfigError(ValueError):
     """The configuration file or environment is not usable."""
+
+
+class TransmitterSettings(BaseModel):
+    """One SSF transmitter we receive from (``[[ssf.transmitters]]``)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    issuer: str = Field(min_length=1)
+    audience: str = Field(min_length=1)
+    jwks_uri: str | None = None
+    jwks: dict[str, Any] | None = None
+    authorization_header: SecretStr | None = Field(
+        default=None, description="the exact Authorization header the transmitter sends"
+    )
+    algorithms: list[str] = Field(default_factory=lambda: ["RS256", "PS256", "ES256", "EdDSA"])
+    hmac_secret: SecretStr | None = None
+    strict: bool = True
+    legacy: bool = False
+    max_bytes: int = Field(default=64 * 1024, ge=1024)
+    iat_skew_seconds: float = Field(default=60.0, ge=0)
+    tenant: str = Field(default="default", min_length=1)
+    tenant_from_subject: bool = False
+    application_as: Literal["client", "agent", "both"] = "both"
+
+    @model_validator(mode="after")
+    def _one_key_source(self) -> TransmitterSettings:
+        if (self.jwks_uri is None) == (self.jwks is None) and self.hmac_secret is None:
+            raise ValueError(f"transmitter {self.issuer}: give exactly one of jwks_uri and jwks")
+        return self
+
+
+class SsfSettings(BaseModel):
+    """The Shared Signals receiver (``[ssf]``)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    transmitters: list[TransmitterSettings] = Field(default_factory=list)
+    jti_retention_seconds: float = Field(default=7 * 86400.0, gt=0)
+    jwks_min_refresh_seconds: float = Field(default=60.0, ge=0)
+
+
+class PolicySettings(BaseModel):
+    """The policy (``[policy]``): ``rules`` replace the defaults; ``modes`` switch rules
+    by name between ``enforce`` and ``dry_run``."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    rules: list[dict[str, Any]] | None = None
+    modes: dict[str, str] = Field(default_factory=dict)
 
 
 class Settings(BaseSettings):
@@ -43,6 +92,8 @@ class Settings(BaseSettings):
     sweep_interval_seconds: float = Field(default=3600.0, gt=0)
     enabled_detectors: list[str] | None = None
     detectors: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    policy: PolicySettings = Field(default_factory=PolicySettings)
+    ssf: SsfSettings = Field(default_factory=SsfSettings)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["console", "json"] = "console"
 
@@ -77,4 +128,11 @@ def load_settings(config: Path | None = None, **overrides: Any) -> Settings:
     return settings.model_copy(update=overrides) if overrides else settings
 
 
-__all__ = ["ConfigError", "Settings", "load_settings"]
+__all__ = [
+    "ConfigError",
+    "PolicySettings",
+    "Settings",
+    "SsfSettings",
+    "TransmitterSettings",
+    "load_settings",
+]

@@ -51,6 +51,7 @@ def check(
     agent: str | None = None,
     client_id: str | None = None,
     session_id: str | None = None,
+    device_id: str | None = None,
     now: datetime,
 ) -> CheckResult:
     """Deny when the token or its family is revoked, the family is revoked, or an active
@@ -103,6 +104,7 @@ def check(
         TargetKind.AGENT: agent,
         TargetKind.CLIENT: client_id,
         TargetKind.SESSION: session_id,
+        TargetKind.DEVICE: device_id,
     }
     for kind, value in given.items():
         if value is not None:
@@ -120,6 +122,7 @@ def check(
             TargetKind.AGENT: fam.agent,
             TargetKind.CLIENT: fam.client_id,
             TargetKind.SESSION: fam.session_id,
+            TargetKind.DEVICE: fam.device_id,
         }
         for kind, value in implied.items():
             if value is not None:

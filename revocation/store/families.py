@@ -49,6 +49,7 @@ class FamilyView(BaseModel):
     agent: str | None
     client_id: str | None
     session_id: str | None
+    device_id: str | None = None
     created_at: datetime
     last_seen_at: datetime
     revoked_at: datetime | None
@@ -128,11 +129,13 @@ def _facts(
         if not seen:
             continue
         session = ev.attributes.get("session_id")
+        device = ev.attributes.get("device_id")
         ident = {
             "user": ev.user,
             "agent": ev.agent,
             "client_id": ev.client_id,
             "session_id": session if isinstance(session, str) else None,
+            "device_id": device if isinstance(device, str) else None,
         }
         for token_id, _, _ in seen:
             known.setdefault((ev.tenant, token_id), family_id)
@@ -199,6 +202,7 @@ def record_tokens(conn: Connection, *, events: Sequence[AuditEvent], now: dateti
             "agent": func.coalesce(families.c.agent, ins.excluded.agent),
             "client_id": func.coalesce(families.c.client_id, ins.excluded.client_id),
             "session_id": func.coalesce(families.c.session_id, ins.excluded.session_id),
+            "device_id": func.coalesce(families.c.device_id, ins.excluded.device_id),
             "created_at": case(
                 (ins.excluded.created_at < families.c.created_at, ins.excluded.created_at),
                 else_=families.c.created_at,

@@ -69,6 +69,7 @@ def _row(order: RevocationOrder) -> dict[str, Any]:
         "status": Status.PENDING.value,
         "reason": order.reason,
         "rule": order.rule,
+        "releases": list(order.releases) or None,
         "detection_ids": list(order.detection_ids),
         "created_at": order.created_at,
     }
@@ -85,6 +86,7 @@ def _view(row: Any) -> OrderView:
         mode=row.mode,
         status=row.status,
         rule=row.rule,
+        releases=tuple(row.releases or ()),
         created_at=row.created_at,
         executed_at=row.executed_at,
         affected=row.affected,
@@ -278,6 +280,7 @@ _SUBJECT_COLUMNS = {
     TargetKind.AGENT: families.c.agent,
     TargetKind.CLIENT: families.c.client_id,
     TargetKind.SESSION: families.c.session_id,
+    TargetKind.DEVICE: families.c.device_id,
 }
 
 
@@ -311,7 +314,52 @@ def _effect(
                 conn, ins.on_conflict_do_nothing(index_elements=[kill_switches.c.id])
             )
         return {**covered, "kill_switches": thrown}
+    if order.action == Action.RELEASE:
+        return {
+            "families": 0,
+            "tokens": 0,
+            "kill_switches": _release(conn, order, now=now, enforce=enforce),
+        }
     return {"families": 0, "tokens": 0}
+
+
+def _release(conn: Connection, order: RevocationOrder, *, now: datetime, enforce: bool) -> int:
+    """Release the active kill switches on the order's target that orders of the rules in
+    ``order.releases`` threw — never one a human or another rule threw. Two statements."""
+    if not order.releases:
+        return 0
+    target = order.target
+    throwers = select(orders_table.c.id).where(orders_table.c.rule.in_(order.releases))
+    active = (
+        kill_switches.c.tenant == target.tenant,
+        kill_switches.c.kind == target.kind.value,
+        kill_switches.c.value == target.value,
+        kill_switches.c.released_at.is_(None),
+        kill_switches.c.order_id.in_(throwers),
+    )
+    if not enforce:
+        return int(
+            conn.execute(
+                select(func.count()).select_from(kill_switches).where(*active)
+            ).scalar_one()
+        )
+    released = (
+        conn.execute(
+            update(kill_switches)
+            .where(*active)
+            .values(released_at=now, released_by=f"order:{order.id}", release_reason=order.reason)
+            .returning(kill_switches.c.order_id)
+        )
+        .scalars()
+        .all()
+    )
+    if released:
+        conn.execute(
+            update(orders_table)
+            .where(orders_table.c.id.in_(released), orders_table.c.status == Status.DONE.value)
+            .values(status=Status.RELEASED.value)
+        )
+    return len(released)
 
 
 def _inserted(conn: Connection, stmt: Insert) -> int:

@@ -25,6 +25,8 @@ EXPECTED_TABLES = {
     "kill_switches",
     "audit_log",
     "detector_state",
+    "ssf_jti",
+    "ssf_streams",
 }
 
 
@@ -48,7 +50,7 @@ def test_upgrade_is_idempotent_and_reaches_head(engine: sa.Engine) -> None:
     head = ScriptDirectory.from_config(alembic_config()).get_current_head()
     with engine.connect() as conn:
         current = MigrationContext.configure(conn).get_current_revision()
-    assert head == "0001"
+    assert head == "0002"
     assert current == head
 
 

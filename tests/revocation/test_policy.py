@@ -5,7 +5,18 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from detectors.detection import Severity
-from revocation import Action, Mode, Policy, PolicyRule, RevocationOrder, Target, TargetKind
+import pytest
+
+from revocation import (
+    Action,
+    Mode,
+    Policy,
+    PolicyError,
+    PolicyRule,
+    RevocationOrder,
+    Target,
+    TargetKind,
+)
 from tests.revocation.helpers import detection
 
 NOW = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
@@ -73,3 +84,80 @@ def test_rules_respect_min_severity_and_mode() -> None:
         "volume-kills-agent: 40x",
     )
     assert o.detection_ids == (high.id,)
+
+
+def _signal(name: str, **fields: object) -> object:
+    from detectors.detection import Detection
+
+    base = {
+        "id": f"det-{name}",
+        "detector": "signal",
+        "entity": "acme/user/jane",
+        "tenant": "acme",
+        "score": 1.0,
+        "severity": Severity.CRITICAL,
+        "reason": name,
+        "time": NOW,
+        "event_ids": (f"set-{name}",),
+        "user": "jane",
+        "evidence": {"signal": name},
+    }
+    base.update(fields)
+    return Detection.model_validate(base)
+
+
+def test_signal_rules_pick_their_target_or_fall_back() -> None:
+    policy = Policy.default()
+    (o,) = policy.decide([_signal("session_revoked", session_id="s-1")], now=NOW)  # type: ignore[list-item]
+    assert (o.action, o.target.kind, o.target.value) == (Action.REVOKE, TargetKind.SESSION, "s-1")
+    (o,) = policy.decide([_signal("session_revoked")], now=NOW)  # type: ignore[list-item]
+    assert (o.target.kind, o.target.value) == (TargetKind.USER, "jane")
+    (o,) = policy.decide([_signal("account_disabled")], now=NOW)  # type: ignore[list-item]
+    assert (o.action, o.target.kind) == (Action.KILL_SWITCH, TargetKind.USER)
+    (o,) = policy.decide([_signal("account_enabled", severity=Severity.INFO)], now=NOW)  # type: ignore[list-item]
+    assert o.action == Action.RELEASE
+    assert o.releases == ("risc-account-disabled-kills-user",)
+    assert policy.decide([_signal("opt_in", severity=Severity.LOW)], now=NOW) == []  # type: ignore[list-item]
+
+
+def test_each_signal_event_is_its_own_cause() -> None:
+    policy = Policy.default()
+    a = policy.decide([_signal("account_disabled")], now=NOW)  # type: ignore[list-item]
+    b = policy.decide([_signal("account_disabled", event_ids=("set-other",))], now=NOW)  # type: ignore[list-item]
+    assert a[0].idempotency_key != b[0].idempotency_key
+    again = policy.decide([_signal("account_disabled")], now=NOW)  # type: ignore[list-item]
+    assert again[0].idempotency_key == a[0].idempotency_key
+
+
+def test_policy_from_config_replaces_rules_and_switches_modes() -> None:
+    policy = Policy.from_config(
+        [{"name": "r1", "detector": "refresh_reuse", "action": "alert_only", "target": "family"}],
+        {"r1": "dry_run"},
+    )
+    assert [(r.name, r.action, r.mode) for r in policy.rules] == [
+        ("r1", Action.ALERT_ONLY, Mode.DRY_RUN)
+    ]
+    assert Policy.from_config(None, {"refresh-reuse-revokes-family": "dry_run"}).rules[0].mode == (
+        Mode.DRY_RUN
+    )
+
+
+@pytest.mark.parametrize(
+    ("rules", "modes", "needle"),
+    [
+        ([{"detector": "x", "action": "revoke", "target": "family"}], None, "needs a name"),
+        ([{"name": "a", "detector": "x", "action": "nuke", "target": "family"}], None, "action"),
+        ([{"name": "a", "detector": "x", "action": "revoke", "target": "planet"}], None, "target"),
+        ([{"name": "a", "detector": "x", "action": "revoke"}], None, "target is required"),
+        (
+            [{"name": "a", "detector": "x", "action": "revoke", "target": "user", "oops": 1}],
+            None,
+            "unknown keys",
+        ),
+        (None, {"nope": "dry_run"}, "unknown rule"),
+        (None, {"refresh-reuse-revokes-family": "maybe"}, "mode"),
+    ],
+)
+def test_bad_policy_config_names_the_problem(rules: object, modes: object, needle: str) -> None:
+    with pytest.raises(PolicyError, match=needle):
+        Policy.from_config(rules, modes)  # type: ignore[arg-type]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import logging
+from collections.abc import Iterator
 
 import pytest
 import structlog
@@ -15,6 +16,18 @@ JWT = (
     "TUVVQ0lRRHNpZ25hdHVyZWJ5dGVz"
 )
 SECRET = "s3cr3t-opaque-refresh-value"
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging() -> Iterator[None]:
+    """configure_logging binds the (captured) stderr of this test; undo it afterwards."""
+    factory = logging.getLogRecordFactory()
+    yield
+    structlog.reset_defaults()
+    logging.setLogRecordFactory(factory)
+    for handler in list(logging.getLogger().handlers):
+        if getattr(handler, "_tokenwarden", False):
+            logging.getLogger().removeHandler(handler)
 
 
 def test_structlog_and_stdlib_logs_are_redacted(capfd: pytest.CaptureFixture[str]) -> None:
