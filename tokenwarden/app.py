@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -22,7 +22,7 @@ from tokenwarden.api.errors import (
     http_error_handler,
     validation_error_handler,
 )
-from tokenwarden.pipeline import BatchResult, EmbeddedPipeline
+from tokenwarden.pipeline import BatchResult, EmbeddedPipeline, Extra
 from tokenwarden.services import Services, build_services
 from tokenwarden.settings import Settings
 from tokenwarden.ssf_receiver import SsfReceiver
@@ -37,14 +37,15 @@ def create_app(settings: Settings, *, services: Services | None = None) -> FastA
         pipeline = EmbeddedPipeline(
             svc.stages,
             max_batches=settings.queue_batches,
+            max_batch_events=settings.max_batch_events,
             sweep_interval=settings.sweep_interval_seconds,
         )
         app.state.services = svc
         app.state.pipeline = pipeline
         http = httpx.AsyncClient(timeout=10.0, follow_redirects=False)
 
-        async def submit(events: list[AuditEvent]) -> BatchResult:
-            return await pipeline.submit(events)
+        async def submit(events: list[AuditEvent], extras: Sequence[Extra]) -> BatchResult:
+            return await pipeline.submit(events, extras=extras)
 
         app.state.ssf = SsfReceiver(
             settings.ssf, db=svc.db, hasher=svc.hasher, client=http, submit=submit
@@ -86,6 +87,7 @@ def create_app(settings: Settings, *, services: Services | None = None) -> FastA
             "database": database,
             "queue_depth": pipeline.depth,
             "processed_events": pipeline.processed_events,
+            "processed_batches": pipeline.processed_batches,
             "store_retries": pipeline.store_retries,
         }
 

@@ -1,10 +1,14 @@
 """The embedded pipeline: ingest -> engine -> policy -> executor, in one process.
 
 Batches stay batches through every stage (DESIGN.md, "Batches all the way"): one engine
-pass, one store transaction for the batch's token facts, detections and state changes, and
-the executor's two transactions for its orders. The asyncio side is a bounded queue: when
-it is full, ``submit`` says so and the API answers 429 with Retry-After — never a silent
-drop. Store work runs in a worker thread so the event loop keeps answering.
+pass; one store transaction that records the batch's token facts, detections, state
+changes, the orders they call for and any extra writes of its submitters (the SSF
+receiver's jti records) — so an order is durable before anything is acknowledged — and
+then one transaction that applies the new orders. The asyncio side is a bounded queue:
+when it is full, ``submit`` says so and the API answers 429 with Retry-After — never a
+silent drop. The worker cuts a batch from whatever is queued (up to ``max_batch_events``),
+so many small submissions (one SET per push) share one transaction. Store work runs in a
+worker thread so the event loop keeps answering.
 """
 
 from __future__ import annotations
@@ -22,17 +26,13 @@ import structlog
 
 from detectors import Detection, Engine
 from ingest import AuditEvent
-from revocation import (
-    OrderOutcome,
-    Policy,
-    RevocationOrder,
-    execute_orders,
-    retry_pending,
-    store,
-)
+from revocation import OrderOutcome, Policy, RevocationOrder, retry_pending, store
 from tokenwarden.state import TrackedState
 
 log = structlog.get_logger("tokenwarden.pipeline")
+
+#: A write that must commit together with a batch (it gets the batch's connection).
+Extra = Callable[[sa.Connection], object]
 
 
 def utcnow() -> datetime:
@@ -49,6 +49,8 @@ class BatchResult:
     outcomes: list[OrderOutcome] = field(default_factory=list)
     changed: dict[str, Any] = field(default_factory=dict)
     deleted: set[str] = field(default_factory=set)
+    extras: list[Extra] = field(default_factory=list)
+    recorded: list[RevocationOrder] | None = None
     seconds: float = 0.0
 
 
@@ -56,7 +58,12 @@ class Stages:
     """The synchronous stages, shared by the embedded runner and ``tokenwarden replay``."""
 
     def __init__(
-        self, *, db: sa.Engine, engine: Engine, policy: Policy, state: TrackedState
+        self,
+        *,
+        db: sa.Engine,
+        engine: Engine,
+        policy: Policy,
+        state: TrackedState,
     ) -> None:
         self.db = db
         self.engine = engine
@@ -79,17 +86,24 @@ class Stages:
         )
 
     def persist(self, result: BatchResult, *, now: datetime) -> BatchResult:
-        """The I/O part: one transaction for the batch, then the executor. Safe to retry:
-        every write is an upsert or keyed by a deterministic id / idempotency key."""
+        """The I/O part: one transaction records everything the batch learned and decided,
+        then the new orders are applied. Safe to retry: every write is an upsert or keyed
+        by a deterministic id or idempotency key, and an order recorded but not applied is
+        picked up by ``retry_pending``."""
         started = time.perf_counter()
-        with self.db.begin() as conn:
-            store.record_tokens(conn, events=result.events, now=now)
-            if result.detections:
-                store.save_detections(conn, detections=result.detections)
-            if result.changed or result.deleted:
-                store.save_state(conn, changed=result.changed, deleted=result.deleted, now=now)
-        if result.orders:
-            result.outcomes = execute_orders(self.db, orders=result.orders, now=now)
+        if result.recorded is None:
+            with self.db.begin() as conn:
+                store.record_tokens(conn, events=result.events, now=now)
+                if result.detections:
+                    store.save_detections(conn, detections=result.detections)
+                if result.changed or result.deleted:
+                    store.save_state(conn, changed=result.changed, deleted=result.deleted, now=now)
+                recorded = store.record_orders(conn, orders=result.orders, now=now)
+                for extra in result.extras:
+                    extra(conn)
+            result.recorded = recorded
+        if result.recorded:
+            result.outcomes = store.apply_orders(self.db, orders=result.recorded, now=now)
         result.seconds += time.perf_counter() - started
         return result
 
@@ -123,6 +137,7 @@ class QueueFull(Exception):
 class _Item:
     events: list[AuditEvent]
     done: asyncio.Future[BatchResult]
+    extras: list[Extra]
 
 
 class EmbeddedPipeline:
@@ -133,18 +148,21 @@ class EmbeddedPipeline:
         stages: Stages,
         *,
         max_batches: int,
+        max_batch_events: int = 10_000,
         sweep_interval: float = 3600.0,
         retry_interval: float = 5.0,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self.stages = stages
         self.clock = clock
+        self.max_batch_events = max_batch_events
         self.sweep_interval = sweep_interval
         self.retry_interval = retry_interval
-        self._retry_task: asyncio.Task[None] | None = None
         self._queue: asyncio.Queue[_Item | None] = asyncio.Queue(maxsize=max_batches)
         self._task: asyncio.Task[None] | None = None
+        self._retry_task: asyncio.Task[None] | None = None
         self.processed_events = 0
+        self.processed_batches = 0
         self.failed_batches = 0
         self.store_retries = 0
 
@@ -169,45 +187,76 @@ class EmbeddedPipeline:
         await self._task
         self._task = None
 
-    def submit(self, events: list[AuditEvent]) -> asyncio.Future[BatchResult]:
-        """Queue a batch; the future resolves when it has been processed."""
+    def submit(
+        self, events: list[AuditEvent], *, extras: Sequence[Extra] = ()
+    ) -> asyncio.Future[BatchResult]:
+        """Queue a batch; the future resolves when it has been processed and committed
+        (with ``extras`` in the same transaction)."""
         if self._task is None or self._task.done():
             raise RuntimeError("the pipeline is not running")
         done: asyncio.Future[BatchResult] = asyncio.get_running_loop().create_future()
         try:
-            self._queue.put_nowait(_Item(events, done))
+            self._queue.put_nowait(_Item(events, done, list(extras)))
         except asyncio.QueueFull:
             raise QueueFull(f"pipeline queue is full ({self._queue.maxsize} batches)") from None
         done.add_done_callback(_consume_exception)
         return done
 
+    def _take(self, first: _Item) -> tuple[list[_Item], bool]:
+        """``first`` plus whatever else is queued, up to ``max_batch_events``; and whether
+        the stop marker was met."""
+        items = [first]
+        size = len(first.events)
+        stop = False
+        while size < self.max_batch_events:
+            try:
+                nxt = self._queue.get_nowait()
+            except asyncio.QueueEmpty:
+                break
+            if nxt is None:
+                stop = True
+                break
+            items.append(nxt)
+            size += len(nxt.events)
+        return items, stop
+
     async def _run(self) -> None:
         next_sweep = time.monotonic() + self.sweep_interval
         while True:
-            item = await self._queue.get()
-            if item is None:
+            first = await self._queue.get()
+            if first is None:
                 return
+            items, stop = self._take(first)
+            events = [e for item in items for e in item.events]
             try:
                 now = self.clock()
-                result = await asyncio.to_thread(self.stages.detect, item.events, now=now)
+                result = await asyncio.to_thread(self.stages.detect, events, now=now)
             except Exception as exc:  # a detector bug must not kill the worker
                 self.failed_batches += 1
-                log.exception("detection failed; batch skipped", events=len(item.events))
-                if not item.done.done():
-                    item.done.set_exception(exc)
+                log.exception("detection failed; batch skipped", events=len(events))
+                for item in items:
+                    if not item.done.done():
+                        item.done.set_exception(exc)
+                if stop:
+                    return
                 continue
+            result.extras = [x for item in items for x in item.extras]
             await self._persist(result, now)
-            self.processed_events += len(result.events)
+            self.processed_events += len(events)
+            self.processed_batches += 1
             if result.detections or result.orders:
                 log.info(
                     "batch processed",
-                    events=len(result.events),
+                    events=len(events),
                     detections=len(result.detections),
                     orders=len(result.orders),
                     ms=round(result.seconds * 1000, 2),
                 )
-            if not item.done.done():
-                item.done.set_result(result)
+            for item in items:
+                if not item.done.done():
+                    item.done.set_result(result)
+            if stop:
+                return
             if time.monotonic() >= next_sweep:
                 next_sweep = time.monotonic() + self.sweep_interval
                 with contextlib.suppress(Exception):

@@ -17,6 +17,26 @@ from revocation.tables import ssf_jti
 from revocation.upsert import dialect_insert
 
 
+def seen(conn: sa.Connection, *, issuer: str, jti: str, now: datetime) -> bool:
+    """Whether ``(issuer, jti)`` was accepted and has not expired."""
+    expires = conn.execute(
+        sa.select(ssf_jti.c.expires_at).where(ssf_jti.c.issuer == issuer, ssf_jti.c.jti == jti)
+    ).scalar_one_or_none()
+    return expires is not None and expires > now
+
+
+def add(conn: sa.Connection, *, issuer: str, jti: str, now: datetime, retention: timedelta) -> bool:
+    """Record ``(issuer, jti)`` in the caller's transaction; False if it was already there
+    and has not expired (an expired entry is taken over)."""
+    ins = dialect_insert(conn, ssf_jti).values(issuer=issuer, jti=jti, expires_at=now + retention)
+    stmt = ins.on_conflict_do_update(
+        index_elements=[ssf_jti.c.issuer, ssf_jti.c.jti],
+        set_={"expires_at": ins.excluded.expires_at},
+        where=ssf_jti.c.expires_at <= now,
+    ).returning(ssf_jti.c.jti)
+    return conn.execute(stmt).first() is not None
+
+
 class SqlJtiStore:
     """``ssf.JtiStore`` on SQLite or PostgreSQL."""
 
@@ -25,25 +45,11 @@ class SqlJtiStore:
 
     def _seen(self, issuer: str, jti: str, now: datetime) -> bool:
         with self.db.connect() as conn:
-            expires = conn.execute(
-                sa.select(ssf_jti.c.expires_at).where(
-                    ssf_jti.c.issuer == issuer, ssf_jti.c.jti == jti
-                )
-            ).scalar_one_or_none()
-        return expires is not None and expires > now
+            return seen(conn, issuer=issuer, jti=jti, now=now)
 
     def _seen_or_add(self, issuer: str, jti: str, now: datetime, retention: timedelta) -> bool:
         with self.db.begin() as conn:
-            ins = dialect_insert(conn, ssf_jti).values(
-                issuer=issuer, jti=jti, expires_at=now + retention
-            )
-            # a pair whose entry expired is taken over; a live one is left alone
-            stmt = ins.on_conflict_do_update(
-                index_elements=[ssf_jti.c.issuer, ssf_jti.c.jti],
-                set_={"expires_at": ins.excluded.expires_at},
-                where=ssf_jti.c.expires_at <= now,
-            ).returning(ssf_jti.c.jti)
-            return conn.execute(stmt).first() is None
+            return not add(conn, issuer=issuer, jti=jti, now=now, retention=retention)
 
     async def seen(self, issuer: str, jti: str, *, now: datetime) -> bool:
         return await asyncio.to_thread(self._seen, issuer, jti, now)

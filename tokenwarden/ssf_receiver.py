@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import partial
 
 import httpx
 import sqlalchemy as sa
@@ -39,13 +40,15 @@ from ssf import (
     TransmitterRegistry,
     VerifiedSet,
 )
-from tokenwarden import ssf_streams
+from tokenwarden import ssf_jti, ssf_streams
+from tokenwarden.pipeline import Extra
 from tokenwarden.settings import SsfSettings, TransmitterSettings
-from tokenwarden.ssf_jti import SqlJtiStore
 
 log = structlog.get_logger("tokenwarden.ssf")
 
-Submit = Callable[[list[AuditEvent]], Awaitable[object]]
+#: Submits AuditEvents to the pipeline with writes that must commit in the same transaction;
+#: resolves once the batch is processed and committed.
+Submit = Callable[[list[AuditEvent], Sequence[Extra]], Awaitable[object]]
 
 
 @dataclass(slots=True)
@@ -108,7 +111,7 @@ class SsfReceiver:
             header = t.authorization_header
             self.auth[t.issuer] = header.get_secret_value().encode() if header else None
         self.verifier = SetVerifier(self.registry)
-        self.jti = SqlJtiStore(db)
+        self.jti = ssf_jti.SqlJtiStore(db)
         self.retention = timedelta(seconds=settings.jti_retention_seconds)
         self.db = db
         self.hasher = hasher
@@ -138,20 +141,23 @@ class SsfReceiver:
         verified = await self.verifier.verify(body, now=now)
         if verified.issuer not in allowed:
             raise AuthenticationFailed("the Authorization header is not this issuer's")
-        disabled = await asyncio.to_thread(self._disabled, verified.issuer)
+        disabled, seen = await asyncio.to_thread(self._precheck, verified, now)
         if disabled:
             raise AccessDenied(f"the stream from {verified.issuer} is disabled")
         result = ReceiveResult(issuer=verified.issuer, jti=verified.jti)
-        if await self.jti.seen(verified.issuer, verified.jti, now=now):
+        if seen:
             result.duplicate = True
             return result
         result.events, result.verified_state = await self._act(verified, now)
-        await self.jti.seen_or_add(verified.issuer, verified.jti, now=now, retention=self.retention)
         return result
 
-    def _disabled(self, issuer: str) -> bool:
+    def _precheck(self, verified: VerifiedSet, now: datetime) -> tuple[bool, bool]:
+        """(stream disabled, jti already accepted) in one round trip to the store."""
         with self.db.connect() as conn:
-            return ssf_streams.is_disabled(conn, issuer=issuer)
+            return (
+                ssf_streams.is_disabled(conn, issuer=verified.issuer),
+                ssf_jti.seen(conn, issuer=verified.issuer, jti=verified.jti, now=now),
+            )
 
     def to_events(self, verified: VerifiedSet) -> list[AuditEvent]:
         """The AuditEvents of a verified SET's security events (stream events excluded)."""
@@ -168,17 +174,34 @@ class SsfReceiver:
         return events
 
     async def _act(self, verified: VerifiedSet, now: datetime) -> tuple[list[AuditEvent], bool]:
+        """Stream events first; then the security events go through the pipeline with the
+        jti recorded in the batch's transaction (acknowledged = durably acted on)."""
         events = self.to_events(verified)
-        verified_state = await asyncio.to_thread(self._stream_events, verified, now)
+        verified_state = False
+        if any(e.event_name in STREAM_EVENTS for e in verified.events):
+            verified_state = await asyncio.to_thread(self._stream_events, verified, now)
+        mark = partial(
+            ssf_jti.add,
+            issuer=verified.issuer,
+            jti=verified.jti,
+            now=now,
+            retention=self.retention,
+        )
         if events:
-            await self.submit(events)
-            log.info(
+            await self.submit(events, [mark])
+            log.debug(
                 "ssf events accepted",
                 issuer=verified.issuer,
                 jti=verified.jti,
                 events=[e.action for e in events],
             )
+        else:
+            await asyncio.to_thread(self._mark, mark)
         return events, verified_state
+
+    def _mark(self, mark: Extra) -> None:
+        with self.db.begin() as conn:
+            mark(conn)
 
     def _stream_events(self, verified: VerifiedSet, now: datetime) -> bool:
         confirmed = False

@@ -18,8 +18,10 @@ from revocation.store.families import (
 from revocation.store.orders import (
     OrderOutcome,
     OrderView,
+    apply_orders,
     execute_orders,
     list_orders,
+    record_orders,
     release_kill_switch,
     retry_pending,
 )
@@ -35,6 +37,7 @@ __all__ = [
     "OrderView",
     "TokenView",
     "append_audit",
+    "apply_orders",
     "check",
     "execute_orders",
     "get_family",
@@ -42,6 +45,7 @@ __all__ = [
     "list_detections",
     "list_orders",
     "load_state",
+    "record_orders",
     "record_tokens",
     "release_kill_switch",
     "retry_pending",

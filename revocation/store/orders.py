@@ -118,6 +118,40 @@ def list_orders(
     return [_view(row) for row in conn.execute(query)]
 
 
+def record_orders(
+    conn: Connection,
+    *,
+    orders: Sequence[RevocationOrder],
+    now: datetime,
+    actor: str = "policy",
+) -> list[RevocationOrder]:
+    """Insert-or-ignore the orders (status ``pending``) in the caller's transaction and
+    audit the new ones; return the new ones, first occurrence of each key, in order.
+
+    Committing this together with the detections that caused the orders makes them
+    durable before anything is applied or acknowledged; ``apply_orders`` then applies.
+    """
+    if not orders:
+        return []
+    first: dict[str, RevocationOrder] = {}
+    for order in orders:
+        first.setdefault(order.idempotency_key, order)
+    new_keys = _record(conn, list(first.values()), now=now, actor=actor)
+    return [o for k, o in first.items() if k in new_keys]
+
+
+def apply_orders(
+    engine: Engine,
+    *,
+    orders: Sequence[RevocationOrder],
+    now: datetime,
+    actor: str = "policy",
+) -> list[OrderOutcome]:
+    """Apply recorded ``pending`` orders in one transaction (a SAVEPOINT each): an order
+    that fails stays ``pending`` with its error and the others still apply."""
+    return _apply_all(engine, orders, now=now, actor=actor)
+
+
 def execute_orders(
     engine: Engine,
     *,
