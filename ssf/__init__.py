@@ -3,11 +3,20 @@
 The bottom layer: imports nothing of ours. Here: the SET verifier (typ, algorithm
 allow-list, key by ``kid`` from a cached and rate-limited JWKS, issuer, audience, ``iat``,
 strict SSF profile), subjects (RFC 9493 and SSF complex subjects, legacy shapes),
-security events and their catalogue, ``jti`` replay, and the RFC 8935 error codes. The push
-endpoint logic, poll client and stream-management client build on these (see the SSF
-receiver issue).
+security events and their catalogue, ``jti`` replay, and the RFC 8935 error codes; the
+receiving side of a stream built on them: transmitter discovery (SSF 1.0 §7), the stream
+management client (SSF 1.0 §8) and the poll client (RFC 8936).
 """
 
+from ssf.discovery import (
+    POLL_METHOD,
+    PUSH_METHOD,
+    WELL_KNOWN_NAMES,
+    AuthorizationScheme,
+    TransmitterConfig,
+    discover,
+    well_known_url,
+)
 from ssf.errors import (
     ERROR_CODES,
     AccessDenied,
@@ -29,7 +38,30 @@ from ssf.events import (
 )
 from ssf.jwks import JsonWebKey, JwksCache, parse_jwk, parse_jwks
 from ssf.jws import SUPPORTED_ALGORITHMS, PublicKey
+from ssf.poll import (
+    Accept,
+    Backoff,
+    ForgettingJtiStore,
+    PollClient,
+    PollResult,
+    SetError,
+)
+from ssf.remote import StreamError, StreamPending, TokenSource
 from ssf.replay import JtiStore, MemoryJtiStore
+from ssf.stream import (
+    SUPPORTED_EVENTS,
+    Delivery,
+    OtherDelivery,
+    PollDelivery,
+    PushDelivery,
+    StreamClient,
+    StreamConfiguration,
+    StreamState,
+    StreamStatus,
+    confirm_verification,
+    stream_updated,
+    verification_state,
+)
 from ssf.subject import (
     COMPLEX_MEMBERS,
     AccountSubject,
@@ -67,16 +99,25 @@ __all__ = [
     "ERROR_CODES",
     "EVENT_TYPES",
     "EVENT_URIS",
+    "POLL_METHOD",
+    "PUSH_METHOD",
     "SUPPORTED_ALGORITHMS",
+    "SUPPORTED_EVENTS",
+    "WELL_KNOWN_NAMES",
+    "Accept",
     "AccessDenied",
     "AccountSubject",
     "AliasesSubject",
     "AuthenticationFailed",
+    "AuthorizationScheme",
+    "Backoff",
     "ComplexSubject",
+    "Delivery",
     "DidSubject",
     "EmailSubject",
     "ErrorCode",
     "EventType",
+    "ForgettingJtiStore",
     "InvalidAudience",
     "InvalidIssuer",
     "InvalidKey",
@@ -89,24 +130,43 @@ __all__ = [
     "JwtIdSubject",
     "MemoryJtiStore",
     "OpaqueSubject",
+    "OtherDelivery",
     "PhoneNumberSubject",
+    "PollClient",
+    "PollDelivery",
+    "PollResult",
     "ProprietarySubject",
     "PublicKey",
+    "PushDelivery",
     "SamlAssertionIdSubject",
     "SecurityEvent",
+    "SetError",
     "SetVerifier",
     "SimpleSubject",
     "SsfError",
+    "StreamClient",
+    "StreamConfiguration",
+    "StreamError",
+    "StreamPending",
+    "StreamState",
+    "StreamStatus",
     "Subject",
     "SubjectIdentifier",
+    "TokenSource",
     "Transmitter",
+    "TransmitterConfig",
     "TransmitterPolicy",
     "TransmitterRegistry",
     "UriSubject",
     "VerifiedSet",
+    "confirm_verification",
+    "discover",
     "event_name",
     "events_of",
     "parse_jwk",
     "parse_jwks",
     "parse_subject",
+    "stream_updated",
+    "verification_state",
+    "well_known_url",
 ]

@@ -1,4 +1,4 @@
-"""Fixtures: a real JWKS server on 127.0.0.1 and signing keys."""
+"""Fixtures: a real JWKS server and a small SSF transmitter on 127.0.0.1, signing keys."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import orjson
 import pytest
 
 from tests.ssf.helpers import Signer, ec_signer, ed_signer, rsa_signer
+from tests.ssf.transmitter import FakeTransmitter
 
 
 class JwksServer:
@@ -83,3 +84,14 @@ def ec_key() -> Signer:
 @pytest.fixture(scope="session")
 def ed_key() -> Signer:
     return ed_signer("ed-1")
+
+
+@pytest.fixture
+def transmitter(ec_key: Signer) -> Iterator[FakeTransmitter]:
+    """A small SSF transmitter on 127.0.0.1 (discovery, stream management, RFC 8936 poll)."""
+    server = FakeTransmitter(ec_key)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
