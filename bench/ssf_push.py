@@ -2,11 +2,12 @@
 
 In one run, on one machine: the SET verifier alone (RS256, ES256) next to bare
 ``cryptography`` RS256/ES256 verification (from ``bench/ssf_verify.py``), and then the
-HTTP push endpoint end to end — ``tokenwarden serve`` in its own process on loopback, the embedded pipeline, SQLite: each
-SET is authenticated, verified, checked against the jti store, mapped, run through the
-signal detector and the policy (a CAEP session-revoked: one detection and one revoke
-order each), persisted, and its jti recorded before the 202. Sequential requests give the
-latency; ``--concurrency`` requests in flight give the throughput.
+HTTP push endpoint end to end — ``tokenwarden serve`` in its own process on loopback,
+the embedded pipeline, SQLite: each SET is authenticated, verified, checked against the
+jti store, mapped, run through the signal detector and the policy (a CAEP
+session-revoked: one detection and one revoke order each), persisted, and its jti
+recorded before the 202. Sequential requests give the latency; ``--concurrency``
+requests in flight give the throughput.
 
     python bench/ssf_push.py [--sets 20000] [--http-sets 2000] [--concurrency 16]
 """
@@ -32,8 +33,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.ssf_verify import run as run_verifier  # noqa: E402
-from tokenwarden.runtime import tune_gc  # noqa: E402
+from bench.ssf_verify import run as run_verifier
+from tokenwarden.runtime import tune_gc
 
 ISSUER = "https://idp.bench.example/"
 AUDIENCE = "https://tokenwarden.bench.example/"

@@ -25,6 +25,8 @@ from tokenwarden.api.errors import (
 from tokenwarden.pipeline import BatchResult, EmbeddedPipeline, Extra
 from tokenwarden.services import Services, build_services
 from tokenwarden.settings import Settings
+from tokenwarden.ssf_connect import stored_transmitters
+from tokenwarden.ssf_poller import Pollers
 from tokenwarden.ssf_receiver import SsfReceiver
 
 
@@ -47,13 +49,21 @@ def create_app(settings: Settings, *, services: Services | None = None) -> FastA
         async def submit(events: list[AuditEvent], extras: Sequence[Extra]) -> BatchResult:
             return await pipeline.submit(events, extras=extras)
 
-        app.state.ssf = SsfReceiver(
-            settings.ssf, db=svc.db, hasher=svc.hasher, client=http, submit=submit
+        app.state.ssf = receiver = SsfReceiver(
+            settings.ssf,
+            db=svc.db,
+            hasher=svc.hasher,
+            client=http,
+            submit=submit,
+            extra_transmitters=stored_transmitters(svc.db),
         )
+        pollers = Pollers(receiver, client=http)
         await pipeline.start()
+        pollers.start()
         try:
             yield
         finally:
+            await pollers.stop()
             await pipeline.stop()
             await http.aclose()
             if services is None:

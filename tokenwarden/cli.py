@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import tempfile
 from pathlib import Path
-from typing import Annotated, BinaryIO
+from typing import Annotated, Any, BinaryIO
 
 import typer
 from rich.console import Console
@@ -17,6 +17,8 @@ from tokenwarden.settings import ConfigError, Settings, load_settings
 app = typer.Typer(no_args_is_help=True, help="Revocation and anomaly detection for agent tokens.")
 db_app = typer.Typer(no_args_is_help=True, help="Database maintenance.")
 app.add_typer(db_app, name="db")
+ssf_app = typer.Typer(no_args_is_help=True, help="Shared Signals transmitters and streams.")
+app.add_typer(ssf_app, name="ssf")
 
 ConfigOpt = Annotated[
     Path | None, typer.Option("--config", "-c", help="TOML config file", exists=False)
@@ -134,6 +136,130 @@ def db_upgrade(config: ConfigOpt = None) -> None:
     finally:
         engine.dispose()
     typer.echo(f"database at {engine.url.render_as_string(hide_password=True)} is up to date")
+
+
+def _ssf_db(config: Path | None) -> Any:
+    from tokenwarden.db import make_engine, upgrade
+
+    engine = make_engine(_settings(config).database_url)
+    upgrade(engine)
+    return engine
+
+
+@ssf_app.command("connect")
+def ssf_connect(
+    issuer: Annotated[str, typer.Argument(help="the transmitter's issuer URL")],
+    audience: Annotated[str, typer.Option(help="our audience: the aud its SETs must carry")],
+    poll: Annotated[
+        bool, typer.Option("--poll/--push", help="RFC 8936 poll or RFC 8935 push delivery")
+    ] = False,
+    push_url: Annotated[
+        str | None, typer.Option(help="our /ssf/events URL as the transmitter reaches it")
+    ] = None,
+    token: Annotated[
+        str | None, typer.Option(help="bearer token for the transmitter's management API")
+    ] = None,
+    tenant: Annotated[str, typer.Option(help="tenant its signals belong to")] = "default",
+    config: ConfigOpt = None,
+) -> None:
+    """Discover a transmitter, create a stream for the events we act on, record it."""
+    import asyncio
+    from datetime import UTC, datetime
+
+    import httpx
+
+    from tokenwarden.ssf_connect import connect
+
+    engine = _ssf_db(config)
+
+    async def run() -> Any:
+        async with httpx.AsyncClient(timeout=30) as client:
+            return await connect(
+                issuer,
+                audience=audience,
+                db=engine,
+                client=client,
+                token=token,
+                poll=poll,
+                push_url=push_url,
+                tenant=tenant,
+                now=datetime.now(UTC),
+            )
+
+    try:
+        done = asyncio.run(run())
+    except Exception as exc:
+        typer.echo(f"error: could not connect {issuer}: {exc}", err=True)
+        raise typer.Exit(1) from None
+    finally:
+        engine.dispose()
+    typer.echo(f"connected {done.transmitter.issuer}: stream {done.stream_id} ({done.delivery})")
+    typer.echo(f"events delivered: {len(done.events_delivered)}")
+    if done.delivery == "push":
+        typer.echo("the transmitter now pushes to the given URL with a generated Authorization")
+    typer.echo("restart `tokenwarden serve` to start receiving")
+
+
+@ssf_app.command("status")
+def ssf_status(config: ConfigOpt = None) -> None:
+    """Each connected stream's status at the transmitter and as recorded here."""
+    import asyncio
+    from datetime import UTC, datetime
+
+    import httpx
+
+    from tokenwarden.ssf_connect import status
+
+    engine = _ssf_db(config)
+
+    async def run() -> list[dict[str, Any]]:
+        async with httpx.AsyncClient(timeout=30) as client:
+            return await status(engine, client=client, now=datetime.now(UTC))
+
+    try:
+        rows = asyncio.run(run())
+    finally:
+        engine.dispose()
+    if not rows:
+        typer.echo("no streams connected (tokenwarden ssf connect ISSUER --audience AUD)")
+    for row in rows:
+        remote = row.get("status") or f"unknown ({row.get('error')})"
+        typer.echo(
+            f"{row['issuer']}  stream {row['stream_id']}  {row['delivery']}  "
+            f"status {remote}  verified {row.get('verified_at') or 'never'}"
+        )
+
+
+@ssf_app.command("verify")
+def ssf_verify(
+    issuer: Annotated[str, typer.Argument(help="a connected transmitter's issuer")],
+    wait: Annotated[float, typer.Option(help="seconds to wait for the event")] = 30.0,
+    config: ConfigOpt = None,
+) -> None:
+    """Ask for a verification event and wait until the running service received it."""
+    import asyncio
+
+    import httpx
+
+    from tokenwarden.ssf_connect import verify
+
+    engine = _ssf_db(config)
+
+    async def run() -> bool:
+        async with httpx.AsyncClient(timeout=30) as client:
+            return await verify(issuer, db=engine, client=client, wait_seconds=wait)
+
+    try:
+        ok = asyncio.run(run())
+    except Exception as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    finally:
+        engine.dispose()
+    if not ok:
+        typer.echo(f"no verification event with our state arrived from {issuer} in {wait:g}s")
+        raise typer.Exit(1)
+    typer.echo(f"verified: {issuer} delivered our verification state")
 
 
 def main() -> None:

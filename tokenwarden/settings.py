@@ -44,11 +44,20 @@ class TransmitterSettings(BaseModel):
     tenant: str = Field(default="default", min_length=1)
     tenant_from_subject: bool = False
     application_as: Literal["client", "agent", "both"] = "both"
+    delivery: Literal["push", "poll"] = "push"
+    poll_endpoint: str | None = Field(default=None, description="RFC 8936 endpoint, for poll")
+    bearer_token: SecretStr | None = Field(
+        default=None, description="our token for the transmitter's poll and management APIs"
+    )
+    stream_id: str | None = None
+    long_poll_seconds: float = Field(default=30.0, ge=0)
 
     @model_validator(mode="after")
     def _one_key_source(self) -> TransmitterSettings:
         if (self.jwks_uri is None) == (self.jwks is None) and self.hmac_secret is None:
             raise ValueError(f"transmitter {self.issuer}: give exactly one of jwks_uri and jwks")
+        if self.delivery == "poll" and not self.poll_endpoint:
+            raise ValueError(f"transmitter {self.issuer}: poll delivery needs poll_endpoint")
         return self
 
 

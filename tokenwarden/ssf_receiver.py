@@ -94,11 +94,17 @@ class SsfReceiver:
         hasher: TokenHasher,
         client: httpx.AsyncClient,
         submit: Submit,
+        extra_transmitters: Sequence[TransmitterSettings] = (),
     ) -> None:
         self.registry = TransmitterRegistry()
         self.mappings: dict[str, SubjectMapping] = {}
         self.auth: dict[str, bytes | None] = {}
-        for t in settings.transmitters:
+        configured = {t.issuer for t in settings.transmitters}
+        self.transmitters = [
+            *settings.transmitters,
+            *(t for t in extra_transmitters if t.issuer not in configured),
+        ]
+        for t in self.transmitters:
             self.registry.add(
                 policy_of(t),
                 keys_of(t, client=client, min_refresh=settings.jwks_min_refresh_seconds),
@@ -109,7 +115,8 @@ class SsfReceiver:
                 application_as=t.application_as,
             )
             header = t.authorization_header
-            self.auth[t.issuer] = header.get_secret_value().encode() if header else None
+            if t.delivery == "push":
+                self.auth[t.issuer] = header.get_secret_value().encode() if header else None
         self.verifier = SetVerifier(self.registry)
         self.jti = ssf_jti.SqlJtiStore(db)
         self.retention = timedelta(seconds=settings.jti_retention_seconds)
@@ -150,6 +157,15 @@ class SsfReceiver:
             return result
         result.events, result.verified_state = await self._act(verified, now)
         return result
+
+    async def accept(self, verified: VerifiedSet, *, now: datetime) -> None:
+        """Act on a SET that arrived by poll (RFC 8936) and was verified by the poll client:
+        the same path as a push after authentication. Returns once durably accepted."""
+        disabled, seen = await asyncio.to_thread(self._precheck, verified, now)
+        if disabled:
+            raise AccessDenied(f"the stream from {verified.issuer} is disabled")
+        if not seen:
+            await self._act(verified, now)
 
     def _precheck(self, verified: VerifiedSet, now: datetime) -> tuple[bool, bool]:
         """(stream disabled, jti already accepted) in one round trip to the store."""

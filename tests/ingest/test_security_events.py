@@ -117,7 +117,7 @@ def test_simple_subjects_name_the_user(subject: dict[str, Any], user: str) -> No
 
 
 def test_stream_events_are_known() -> None:
-    assert STREAM_EVENTS == {"verification", "stream_updated"}
+    assert {"verification", "stream_updated"} == STREAM_EVENTS
 
 
 def test_bad_mapping_is_refused() -> None:

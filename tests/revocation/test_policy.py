@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from detectors.detection import Severity
 import pytest
 
+from detectors.detection import Severity
 from revocation import (
     Action,
     Mode,
