@@ -37,6 +37,8 @@ ACTIONS: frozenset[str] = frozenset(
         "auth.failed",
         "session.started",
         "session.ended",
+        "session.context_changed",
+        "risk.changed",
     }
 )
 _SSF_ACTION = re.compile(r"ssf\.[a-z][a-z0-9_]{0,63}")
@@ -58,8 +60,14 @@ def _hasher(info: ValidationInfo) -> TokenHasher | None:
     return None
 
 
-def _scrub(value: Any, hasher: TokenHasher | None) -> Any:
-    """Replace raw-token-looking strings anywhere in ``value`` by their keyed hash."""
+_INT64 = (-(2**63), 2**63 - 1)
+
+
+def scrub_tokens(value: Any, hasher: TokenHasher | None) -> Any:
+    """Replace raw-token-looking strings anywhere in ``value`` by their keyed hash (and
+    integers beyond 64 bits, which no JSON consumer downstream can hold, by strings)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value if _INT64[0] <= value <= _INT64[1] else str(value)
     if isinstance(value, str):
         if looks_like_raw_token(value):
             if hasher is None:
@@ -67,9 +75,9 @@ def _scrub(value: Any, hasher: TokenHasher | None) -> Any:
             return hasher.hash(value)
         return value
     if isinstance(value, dict):
-        return {str(k): _scrub(v, hasher) for k, v in value.items()}
+        return {str(k): scrub_tokens(v, hasher) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_scrub(v, hasher) for v in value]
+        return [scrub_tokens(v, hasher) for v in value]
     return value
 
 
@@ -162,7 +170,7 @@ class AuditEvent(BaseModel):
         if attrs:
             if not isinstance(attrs, dict):
                 raise ValueError("attributes must be an object")
-            out["attributes"] = _scrub(attrs, hasher)
+            out["attributes"] = scrub_tokens(attrs, hasher)
         elif attrs is not None and not isinstance(attrs, dict):
             raise ValueError("attributes must be an object")
         else:
@@ -225,6 +233,10 @@ _FIELDS = frozenset(AuditEvent.model_fields)
 
 def _stable_id(data: dict[str, Any], hasher: TokenHasher | None) -> str:
     """A content-derived id, so a redelivered event without an id dedupes to the same id."""
-    safe = _scrub({k: v for k, v in data.items() if k != "attributes"}, hasher)
-    digest = hashlib.sha256(orjson.dumps(safe, option=orjson.OPT_SORT_KEYS, default=str))
+    safe = scrub_tokens({k: v for k, v in data.items() if k != "attributes"}, hasher)
+    try:
+        canonical = orjson.dumps(safe, option=orjson.OPT_SORT_KEYS, default=str)
+    except TypeError:  # a value orjson cannot hold (validation refuses it next)
+        canonical = repr(sorted(safe.items(), key=lambda kv: kv[0])).encode()
+    digest = hashlib.sha256(canonical)
     return "evt-" + digest.hexdigest()[:24]

@@ -35,10 +35,14 @@ _PREFIX_RE = re.compile(
     r"|1//[A-Za-z0-9._-]{16,}|sk-[A-Za-z0-9_-]{16,})"
 )
 REDACTED = "[REDACTED]"
+#: The shortest value any rule below can match ("Bearer " and 8 characters).
+_MIN_SECRET_LENGTH = 15
 
 
 def looks_like_raw_token(value: str) -> bool:
     """True when ``value`` looks like a credential rather than an identifier."""
+    if len(value) < _MIN_SECRET_LENGTH:
+        return False  # shorter than any shape below: most values, decided at once
     if value.startswith(HASH_PREFIX):
         return False
     if len(value) > MAX_IDENTIFIER_LENGTH:

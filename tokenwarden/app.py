@@ -14,7 +14,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ingest import AuditEvent
 from tokenwarden import __version__
-from tokenwarden.api import check, events, queries, ssf
+from tokenwarden.api import check, events, hec, queries, ssf
 from tokenwarden.api.deps import PipelineDep, ServicesDep
 from tokenwarden.api.errors import (
     ApiError,
@@ -82,6 +82,7 @@ def create_app(settings: Settings, *, services: Services | None = None) -> FastA
     app.include_router(queries.router)
     app.include_router(check.router)
     app.include_router(ssf.router)
+    app.include_router(hec.router)
 
     @app.get("/healthz", tags=["health"])
     def healthz(services: ServicesDep, pipeline: PipelineDep) -> dict[str, Any]:

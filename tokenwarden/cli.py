@@ -74,6 +74,15 @@ def replay(
         typer.Option(help="database URL to replay into (default: a temporary SQLite file)"),
     ] = None,
     batch_size: Annotated[int, typer.Option(min=1, max=100_000)] = 5000,
+    format: Annotated[
+        str | None,
+        typer.Option(
+            "--format",
+            help="okta | auth0 | keycloak | oidc-provider | native | a "
+            "configured mapping (default: detected per record)",
+        ),
+    ] = None,
+    tenant: Annotated[str | None, typer.Option(help="tenant for records that name none")] = None,
     config: ConfigOpt = None,
 ) -> None:
     """Run a file through the same pipeline as fast as it can."""
@@ -110,6 +119,9 @@ def replay(
             file,
             stages=services.stages,
             hasher=services.hasher,
+            formats=services.formats,
+            fmt=format,
+            tenant=tenant or settings.ingest.default_tenant,
             detections_out=det_out,
             orders_out=ord_out,
             batch_size=batch_size,

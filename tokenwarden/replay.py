@@ -8,14 +8,15 @@ Detections and orders are written as JSON lines.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
 import orjson
 
-from ingest import Rejected, TokenHasher, iter_ndjson, validate_events
+from ingest import NORMALIZERS, Normalizer, Rejected, TokenHasher, iter_ndjson
+from tokenwarden.formats import normalize
 from tokenwarden.pipeline import Stages
 
 
@@ -46,6 +47,9 @@ def replay(
     *,
     stages: Stages,
     hasher: TokenHasher,
+    formats: Mapping[str, Normalizer] = NORMALIZERS,
+    fmt: str | None = None,
+    tenant: str | None = None,
     detections_out: IO[bytes] | None = None,
     orders_out: IO[bytes] | None = None,
     batch_size: int = 5000,
@@ -56,7 +60,9 @@ def replay(
     index = 0
     for done, block in _chunks(path, batch_size):
         items = list(iter_ndjson(block))
-        parsed = validate_events(items, hasher=hasher, start=index)
+        parsed = normalize(
+            items, formats=formats, fmt=fmt, hasher=hasher, tenant=tenant, start=index
+        )
         index += len(items)
         stats.rejected.extend(parsed.rejected)
         if parsed.events:

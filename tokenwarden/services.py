@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import sqlalchemy as sa
 
 from detectors import Engine, build_detectors
-from ingest import Limits, TokenHasher
+from ingest import Limits, Normalizer, TokenHasher
 from revocation import Policy, store
 from tokenwarden.db import get_or_create_secret, make_engine, upgrade
+from tokenwarden.formats import build_formats
 from tokenwarden.pipeline import Stages
+from tokenwarden.rejected import RejectedLog
 from tokenwarden.settings import Settings
 from tokenwarden.state import TrackedState
 
@@ -25,6 +28,8 @@ class Services:
     hasher: TokenHasher
     stages: Stages
     limits: Limits
+    formats: Mapping[str, Normalizer]
+    rejected: RejectedLog
 
 
 def hash_key(settings: Settings, db: sa.Engine) -> bytes:
@@ -48,10 +53,13 @@ def build_services(settings: Settings, *, migrate: bool = True) -> Services:
         policy=Policy.from_config(settings.policy.rules, settings.policy.modes),
         state=state,
     )
+    hasher = TokenHasher(hash_key(settings, db))
     return Services(
         settings=settings,
         db=db,
-        hasher=TokenHasher(hash_key(settings, db)),
+        hasher=hasher,
         stages=stages,
         limits=Limits(max_bytes=settings.max_batch_bytes, max_events=settings.max_batch_events),
+        formats=build_formats(settings.ingest),
+        rejected=RejectedLog(settings.ingest.rejected_keep, hasher),
     )

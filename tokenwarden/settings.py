@@ -71,6 +71,47 @@ class SsfSettings(BaseModel):
     jwks_min_refresh_seconds: float = Field(default=60.0, ge=0)
 
 
+class HecToken(BaseModel):
+    """A Splunk HEC token (``[[ingest.hec_tokens]]``): the tenant its events belong to and,
+    optionally, the format of its records (else by sourcetype, else detected)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    token: SecretStr
+    tenant: str = Field(min_length=1)
+    format: str | None = None
+
+
+class IngestSettings(BaseModel):
+    """Log formats and forwarder endpoints (``[ingest]``)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    default_tenant: str | None = Field(
+        default=None, description="tenant for records that name none (else they are rejected)"
+    )
+    mappings: list[dict[str, Any]] = Field(
+        default_factory=list, description="declarative formats (FieldMapping configs)"
+    )
+    hec_tokens: list[HecToken] = Field(default_factory=list)
+    sourcetypes: dict[str, str] = Field(
+        default_factory=lambda: {
+            "okta:im2": "okta",
+            "okta:system_log": "okta",
+            "auth0": "auth0",
+            "auth0:logs": "auth0",
+            "keycloak": "keycloak",
+            "keycloak:event": "keycloak",
+            "oidc-provider": "oidc-provider",
+            "tokenwarden": "native",
+        },
+        description="HEC sourcetype -> format",
+    )
+    rejected_keep: int = Field(
+        default=1000, ge=0, description="rejected records kept for /v1/rejected"
+    )
+
+
 class PolicySettings(BaseModel):
     """The policy (``[policy]``): ``rules`` replace the defaults; ``modes`` switch rules
     by name between ``enforce`` and ``dry_run``."""
@@ -102,6 +143,7 @@ class Settings(BaseSettings):
     enabled_detectors: list[str] | None = None
     detectors: dict[str, dict[str, Any]] = Field(default_factory=dict)
     policy: PolicySettings = Field(default_factory=PolicySettings)
+    ingest: IngestSettings = Field(default_factory=IngestSettings)
     ssf: SsfSettings = Field(default_factory=SsfSettings)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["console", "json"] = "console"
@@ -139,6 +181,8 @@ def load_settings(config: Path | None = None, **overrides: Any) -> Settings:
 
 __all__ = [
     "ConfigError",
+    "HecToken",
+    "IngestSettings",
     "PolicySettings",
     "Settings",
     "SsfSettings",

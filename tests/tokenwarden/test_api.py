@@ -68,7 +68,7 @@ def test_healthz(client: TestClient) -> None:
 def test_a_good_batch_is_accepted(client: TestClient) -> None:
     r = client.post("/v1/events?wait=true", json=[event(i) for i in range(5)])
     assert r.status_code == 202
-    assert r.json() == {"accepted": 5, "rejected": [], "detections": 0, "orders": 0}
+    assert r.json() == {"accepted": 5, "rejected": [], "ignored": 0, "detections": 0, "orders": 0}
 
 
 def test_ndjson_is_accepted(client: TestClient) -> None:

@@ -26,7 +26,13 @@ def test_replayed_refresh_token_revokes_its_family_over_http(tmp_path: Path) -> 
         ]
 
         r = http.post("/v1/events", params={"wait": "true"}, json=replay)
-        assert r.json() == {"accepted": 1, "rejected": [], "detections": 1, "orders": 1}
+        assert r.json() == {
+            "accepted": 1,
+            "rejected": [],
+            "ignored": 0,
+            "detections": 1,
+            "orders": 1,
+        }
 
         [detection] = http.get("/v1/detections").json()
         assert detection["detector"] == "refresh_reuse"

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
-from ingest import IngestError, decode, validate_events
+from ingest import IngestError, UnknownFormat, decode
 from tokenwarden.api.deps import PipelineDep, ServicesDep
 from tokenwarden.api.errors import ApiError
+from tokenwarden.formats import normalize
 from tokenwarden.pipeline import QueueFull
 
 router = APIRouter(prefix="/v1", tags=["events"])
@@ -25,6 +27,7 @@ class RejectedEvent(BaseModel):
 class EventsAccepted(BaseModel):
     accepted: int
     rejected: list[RejectedEvent]
+    ignored: int = 0
     detections: int | None = None
     orders: int | None = None
 
@@ -60,11 +63,23 @@ async def post_events(
     services: ServicesDep,
     pipeline: PipelineDep,
     wait: Annotated[bool, Query(description="answer after the batch was processed")] = False,
+    format: Annotated[
+        str | None,
+        Query(
+            description="okta | auth0 | keycloak | oidc-provider | native | a configured "
+            "mapping; detected per record when absent"
+        ),
+    ] = None,
+    tenant: Annotated[
+        str | None, Query(max_length=128, description="tenant for records that name none")
+    ] = None,
 ) -> JSONResponse:
-    """Accept a JSON array or NDJSON batch of AuditEvents (DESIGN.md wire schema).
+    """Accept a JSON array or NDJSON batch of records: AuditEvents (DESIGN.md wire schema)
+    or a vendor's log records (``format=``).
 
     Valid events go through even when others are rejected; the answer lists the accepted
-    count and each rejected index with its reason.
+    count, each rejected index with its reason, and how many records were recognised but
+    deliberately ignored (an IdP log event that says nothing about a token).
     """
     body = await read_body(request, services.limits.max_bytes)
     try:
@@ -73,8 +88,31 @@ async def post_events(
         )
     except IngestError as exc:
         raise ApiError(exc.status, exc.code, exc.description) from None
-    parsed = await asyncio.to_thread(validate_events, items, hasher=services.hasher)
+    try:
+        parsed = await asyncio.to_thread(
+            normalize,
+            items,
+            formats=services.formats,
+            fmt=format,
+            hasher=services.hasher,
+            tenant=tenant or services.settings.ingest.default_tenant,
+        )
+    except UnknownFormat as exc:
+        raise ApiError(400, "unknown_format", str(exc)) from None
+    services.rejected.add(
+        rejected=parsed.rejected,
+        items=items,
+        source="/v1/events",
+        fmt=format,
+        tenant=tenant,
+        at=datetime.now(UTC),
+    )
     rejected = [RejectedEvent(index=r.index, reason=r.reason) for r in parsed.rejected]
+    if not parsed.events and parsed.ignored and not parsed.rejected:
+        return JSONResponse(
+            EventsAccepted(accepted=0, rejected=[], ignored=len(parsed.ignored)).model_dump(),
+            status_code=202,
+        )
     if not parsed.events:
         raise ApiError(
             422,
@@ -87,7 +125,9 @@ async def post_events(
     except QueueFull as exc:
         retry = str(services.settings.retry_after_seconds)
         raise ApiError(429, "queue_full", str(exc), headers={"Retry-After": retry}) from None
-    answer = EventsAccepted(accepted=len(parsed.events), rejected=rejected)
+    answer = EventsAccepted(
+        accepted=len(parsed.events), rejected=rejected, ignored=len(parsed.ignored)
+    )
     if wait:
         try:
             result = await done

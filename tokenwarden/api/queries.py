@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 
 from revocation import store
-from tokenwarden.api.deps import ConnDep
+from tokenwarden.api.deps import ConnDep, ServicesDep
 from tokenwarden.api.errors import ApiError
 
 router = APIRouter(prefix="/v1", tags=["queries"])
@@ -42,3 +42,17 @@ def get_family(conn: ConnDep, family_id: str, tenant: Tenant = None) -> dict[str
     if family is None:
         raise ApiError(404, "not_found", f"no family {family_id!r}")
     return family.model_dump(mode="json")
+
+
+@router.get("/rejected")
+def list_rejected(
+    services: ServicesDep,
+    source: Annotated[str | None, Query(max_length=100)] = None,
+    limit: Limit = 100,
+) -> dict[str, Any]:
+    """The last rejected records (bounded, newest first) with their reasons and an excerpt,
+    and how many were rejected since start."""
+    return {
+        "total": services.rejected.total,
+        "records": services.rejected.list(limit=limit, source=source),
+    }
