@@ -29,7 +29,6 @@ JWK Set replaces the keys entirely: a key the transmitter withdrew stops verifyi
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -44,6 +43,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from ssf.errors import InvalidKey, SsfError, excerpt
 from ssf.jws import PublicKey, b64url_decode, key_fits
+from ssf.remote import is_loopback
 
 _CURVES: Final[dict[str, tuple[ec.EllipticCurve, int]]] = {
     "P-256": (ec.SECP256R1(), 32),
@@ -51,7 +51,6 @@ _CURVES: Final[dict[str, tuple[ec.EllipticCurve, int]]] = {
     "P-521": (ec.SECP521R1(), 66),
 }
 _MIN_RSA_BITS: Final = 2048
-_LOOPBACK_NAMES: Final = frozenset({"localhost"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,16 +145,6 @@ def parse_jwks(document: object) -> tuple[tuple[JsonWebKey, ...], tuple[str, ...
     return tuple(keys), tuple(skipped)
 
 
-def _is_loopback(url: str) -> bool:
-    host = urlsplit(url).hostname or ""
-    if host in _LOOPBACK_NAMES:
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 class JwksCache:
     """The verification keys of one transmitter.
 
@@ -182,7 +171,7 @@ class JwksCache:
                 raise ValueError("a jwks_uri needs an httpx.AsyncClient")
             scheme = urlsplit(jwks_uri).scheme
             if scheme != "https" and not (
-                scheme == "http" and (allow_http or _is_loopback(jwks_uri))
+                scheme == "http" and (allow_http or is_loopback(jwks_uri))
             ):
                 raise ValueError(f"jwks_uri must use https (SSF 1.0 §7.1): {jwks_uri!r}")
         if min_refresh_seconds < 0 or max_bytes <= 0:

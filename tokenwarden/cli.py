@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import contextlib
 import tempfile
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Annotated, Any, BinaryIO
+from typing import Annotated, Any, BinaryIO, TypeVar
 
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 
+from ssf import SsfError, StreamError
 from tokenwarden.runtime import tune_gc
 from tokenwarden.settings import ConfigError, Settings, load_settings
+
+T = TypeVar("T")
 
 app = typer.Typer(no_args_is_help=True, help="Revocation and anomaly detection for agent tokens.")
 db_app = typer.Typer(no_args_is_help=True, help="Database maintenance.")
@@ -150,12 +154,28 @@ def db_upgrade(config: ConfigOpt = None) -> None:
     typer.echo(f"database at {engine.url.render_as_string(hide_password=True)} is up to date")
 
 
-def _ssf_db(config: Path | None) -> Any:
+def _with_ssf(config: Path | None, action: Callable[[Any, Any], Awaitable[T]]) -> T:
+    """Run ``action(db_engine, http_client)`` for an ``ssf`` command; errors exit 1."""
+    import asyncio
+
+    import httpx
+
     from tokenwarden.db import make_engine, upgrade
 
     engine = make_engine(_settings(config).database_url)
-    upgrade(engine)
-    return engine
+
+    async def run() -> T:
+        async with httpx.AsyncClient(timeout=30) as client:
+            return await action(engine, client)
+
+    try:
+        upgrade(engine)
+        return asyncio.run(run())
+    except (ValueError, OSError, SsfError, StreamError, LookupError, httpx.HTTPError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    finally:
+        engine.dispose()
 
 
 @ssf_app.command("connect")
@@ -175,36 +195,24 @@ def ssf_connect(
     config: ConfigOpt = None,
 ) -> None:
     """Discover a transmitter, create a stream for the events we act on, record it."""
-    import asyncio
     from datetime import UTC, datetime
-
-    import httpx
 
     from tokenwarden.ssf_connect import connect
 
-    engine = _ssf_db(config)
-
-    async def run() -> Any:
-        async with httpx.AsyncClient(timeout=30) as client:
-            return await connect(
-                issuer,
-                audience=audience,
-                db=engine,
-                client=client,
-                token=token,
-                poll=poll,
-                push_url=push_url,
-                tenant=tenant,
-                now=datetime.now(UTC),
-            )
-
-    try:
-        done = asyncio.run(run())
-    except Exception as exc:
-        typer.echo(f"error: could not connect {issuer}: {exc}", err=True)
-        raise typer.Exit(1) from None
-    finally:
-        engine.dispose()
+    done = _with_ssf(
+        config,
+        lambda db, client: connect(
+            issuer,
+            audience=audience,
+            db=db,
+            client=client,
+            token=token,
+            poll=poll,
+            push_url=push_url,
+            tenant=tenant,
+            now=datetime.now(UTC),
+        ),
+    )
     typer.echo(f"connected {done.transmitter.issuer}: stream {done.stream_id} ({done.delivery})")
     typer.echo(f"events delivered: {len(done.events_delivered)}")
     if done.delivery == "push":
@@ -215,23 +223,11 @@ def ssf_connect(
 @ssf_app.command("status")
 def ssf_status(config: ConfigOpt = None) -> None:
     """Each connected stream's status at the transmitter and as recorded here."""
-    import asyncio
     from datetime import UTC, datetime
-
-    import httpx
 
     from tokenwarden.ssf_connect import status
 
-    engine = _ssf_db(config)
-
-    async def run() -> list[dict[str, Any]]:
-        async with httpx.AsyncClient(timeout=30) as client:
-            return await status(engine, client=client, now=datetime.now(UTC))
-
-    try:
-        rows = asyncio.run(run())
-    finally:
-        engine.dispose()
+    rows = _with_ssf(config, lambda db, client: status(db, client=client, now=datetime.now(UTC)))
     if not rows:
         typer.echo("no streams connected (tokenwarden ssf connect ISSUER --audience AUD)")
     for row in rows:
@@ -249,25 +245,11 @@ def ssf_verify(
     config: ConfigOpt = None,
 ) -> None:
     """Ask for a verification event and wait until the running service received it."""
-    import asyncio
-
-    import httpx
-
     from tokenwarden.ssf_connect import verify
 
-    engine = _ssf_db(config)
-
-    async def run() -> bool:
-        async with httpx.AsyncClient(timeout=30) as client:
-            return await verify(issuer, db=engine, client=client, wait_seconds=wait)
-
-    try:
-        ok = asyncio.run(run())
-    except Exception as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(1) from None
-    finally:
-        engine.dispose()
+    ok = _with_ssf(
+        config, lambda db, client: verify(issuer, db=db, client=client, wait_seconds=wait)
+    )
     if not ok:
         typer.echo(f"no verification event with our state arrived from {issuer} in {wait:g}s")
         raise typer.Exit(1)
