@@ -10,8 +10,14 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 from detectors.base import Detector
+from detectors.burst import BurstDetector
+from detectors.destination import DestinationDetector
+from detectors.engine import Engine, EngineConfig
+from detectors.model import ModelDetector
 from detectors.refresh_reuse import RefreshReuseDetector
+from detectors.scope_drift import ScopeDriftDetector
 from detectors.signal import SignalDetector
+from detectors.volume import VolumeDetector
 
 
 class DetectorFactory(Protocol):
@@ -23,7 +29,15 @@ class DetectorFactory(Protocol):
 DETECTORS: dict[str, Any] = {
     RefreshReuseDetector.name: RefreshReuseDetector,
     SignalDetector.name: SignalDetector,
+    VolumeDetector.name: VolumeDetector,
+    ScopeDriftDetector.name: ScopeDriftDetector,
+    DestinationDetector.name: DestinationDetector,
+    BurstDetector.name: BurstDetector,
+    ModelDetector.name: ModelDetector,
 }
+
+#: The ``[detectors.engine]`` section configures the Engine, not a detector.
+ENGINE_SECTION = "engine"
 
 
 class UnknownDetector(ValueError):
@@ -35,7 +49,7 @@ def build_detectors(
     params: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> list[Detector]:
     """Instances of the enabled detectors (all registered ones by default)."""
-    names = list(DETECTORS) if enabled is None else list(enabled)
+    names = list(DETECTORS) if enabled is None else [n for n in enabled if n != ENGINE_SECTION]
     out: list[Detector] = []
     for name in names:
         cls = DETECTORS.get(name)
@@ -46,3 +60,16 @@ def build_detectors(
         except TypeError as exc:
             raise ValueError(f"bad parameters for detector {name!r}: {exc}") from None
     return out
+
+
+def build_engine(
+    enabled: Sequence[str] | None = None,
+    params: Mapping[str, Mapping[str, Any]] | None = None,
+) -> Engine:
+    """The Engine over the enabled detectors, configured by ``[detectors.engine]``."""
+    engine_params = dict((params or {}).get(ENGINE_SECTION, {}))
+    try:
+        config = EngineConfig(**engine_params)
+    except TypeError as exc:
+        raise ValueError(f"bad parameters for the engine: {exc}") from None
+    return Engine(build_detectors(enabled, params), config)

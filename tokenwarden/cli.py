@@ -256,6 +256,16 @@ def ssf_verify(
     typer.echo(f"verified: {issuer} delivered our verification state")
 
 
+def _register_subcommands() -> None:
+    """Commands that live in their own modules (``simulate``, ``evaluate``, ``train``)."""
+    from tokenwarden.cli_detectors import register as register_detectors
+
+    register_detectors(app)
+
+
+_register_subcommands()
+
+
 def main() -> None:
     app(prog_name="tokenwarden")
 

@@ -30,12 +30,17 @@ def _redacting_record_factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
     """Builds every standard-library LogRecord with its message (and traceback) redacted,
     whichever logger and handler it goes to (uvicorn installs handlers of its own)."""
     record = _base_factory(*args, **kwargs)
-    try:
-        message = record.getMessage()
-    except Exception:  # a broken format string: keep it, redacted, rather than crash
-        message = str(record.msg)
-    record.msg = redact_text(message)
-    record.args = None
+    if isinstance(record.msg, str):
+        try:
+            message = record.getMessage()
+        except Exception:  # a broken format string: keep it, redacted, rather than crash
+            message = record.msg
+        record.msg = redact_text(message)
+        record.args = None
+    else:  # a structured message (a dict for a JSON handler): redacted, shape kept
+        record.msg = redact(record.msg)
+        if record.args:
+            record.args = redact(record.args)
     if record.exc_info and record.exc_info[0] is not None:
         record.exc_text = redact_text(logging.Formatter().formatException(record.exc_info))
     return record

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 
-from detectors import Engine, build_detectors
+from detectors import build_engine
 from ingest import Limits, Normalizer, TokenHasher
 from revocation import Policy, store
 from tokenwarden.db import get_or_create_secret, make_engine, upgrade
@@ -49,7 +49,7 @@ def build_services(settings: Settings, *, migrate: bool = True) -> Services:
         state = TrackedState(store.load_state(conn))
     stages = Stages(
         db=db,
-        engine=Engine(build_detectors(settings.enabled_detectors, settings.detectors)),
+        engine=build_engine(settings.enabled_detectors, settings.detectors),
         policy=Policy.from_config(settings.policy.rules, settings.policy.modes),
         state=state,
     )

@@ -63,3 +63,22 @@ def test_exceptions_in_logs_are_redacted(capfd: pytest.CaptureFixture[str]) -> N
     assert "structlog failure" in err
     assert "ValueError" in err
     assert JWT not in err
+
+
+def test_structured_messages_keep_their_shape_and_are_redacted() -> None:
+    configure_logging(level="info", fmt="json")
+    seen: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            seen.append(record)
+
+    logger = logging.getLogger("some.json.handler")
+    handler = Keep()
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        logger.warning({"event": "login", "token": JWT, "n": 3})
+    finally:
+        logger.removeHandler(handler)
+    assert seen[0].msg == {"event": "login", "token": "[REDACTED]", "n": 3}

@@ -1,0 +1,253 @@
+"""What the usage detectors share about one event: its entity, its time, its network, and
+the row of numbers the learned model scores.
+
+The usage detectors (``volume``, ``scope_drift``, ``destination``, ``burst``) look at the
+same event through one :class:`Observation`, built once per event by the Engine, so the
+entity key, the epoch time and the caller's network are computed once, not once per
+detector. Each of them writes its features into ``Observation.row`` at the positions named
+in :data:`FEATURES`; the ``model`` detector scores those rows in batches. The feature list
+is fixed (a disabled detector leaves its features at 0), and a trained model is saved with
+it, so a model trained on another list is refused at load.
+
+A usage detector reports a :class:`Finding` (a score in 0..1, a reason an on-call engineer
+can act on, the numbers behind it) rather than a ``Detection``: the Engine combines the
+findings of one event into the entity's risk (README, "Engine") and decides whether to
+emit. Each detector's own ``detect`` turns its finding into a detection when the score alone
+reaches :data:`STANDALONE_THRESHOLD`, so it also works outside the Engine.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from math import exp as _exp
+from typing import Any, ClassVar, Protocol, runtime_checkable
+
+from detectors.base import State
+from detectors.detection import Detection, Severity
+from detectors.network import network_of
+from ingest import AuditEvent
+
+#: The model's feature vector, in order. Detectors write ``row[F_<NAME>]``.
+FEATURES: tuple[str, ...] = (
+    "vol_ratio_1m",  # log2 of calls in the last minute over the expected count
+    "vol_ratio_15m",  # the same over 15 minutes
+    "vol_ratio_1h",  # the same over an hour
+    "scope_novelty",  # 1 never used by the entity (0.5 rarely), discounted by population/grant
+    "scope_weight",  # sensitivity weight of the most sensitive scope exercised
+    "net_novelty",  # switched into a network never (1) or rarely (0.8) used by the entity
+    "net_switch_rate",  # network switches per hour (decayed)
+    "ua_novelty",  # switched into a user agent never/rarely seen for the entity
+    "dest_novelty",  # destination host never seen for the entity
+    "burst_ratio",  # distinct audiences in the burst window over the agent's usual
+    "hour_typicality",  # how busy this hour of day usually is for the agent population (1 = avg)
+)
+(
+    F_VOL_1M,
+    F_VOL_15M,
+    F_VOL_1H,
+    F_SCOPE_NOVELTY,
+    F_SCOPE_WEIGHT,
+    F_NET_NOVELTY,
+    F_NET_SWITCH,
+    F_UA_NOVELTY,
+    F_DEST_NOVELTY,
+    F_BURST,
+    F_HOUR,
+) = range(len(FEATURES))
+N_FEATURES = len(FEATURES)
+
+#: A usage detector's score that is worth a detection on its own (outside the Engine).
+STANDALONE_THRESHOLD = 0.7
+
+#: Actions the usage detectors look at.
+USAGE_ACTIONS = frozenset({"token.used", "token.issued", "token.refreshed"})
+
+
+def agent_key(event: AuditEvent) -> str:
+    """The workload: the agent, else ``client:<client_id>``, else ``-``."""
+    if event.agent:
+        return event.agent
+    if event.client_id:
+        return f"client:{event.client_id}"
+    return "-"
+
+
+class Observation:
+    """One event as the usage detectors see it (built once per event)."""
+
+    __slots__ = (
+        "agent",
+        "entity",
+        "event",
+        "family",
+        "findings",
+        "hour",
+        "net",
+        "principal",
+        "row",
+        "t",
+    )
+
+    def __init__(self, event: AuditEvent, with_row: bool = True) -> None:
+        self.event = event
+        t = self.t = event.time.timestamp()
+        self.hour: int = int(t // 3600) % 24
+        agent = self.agent = event.agent or agent_key(event)
+        #: ``tenant/user/agent`` — the agent acting for one user
+        principal = self.principal = f"{event.tenant}/{event.user or '-'}/{agent}"
+        #: ``tenant/user/agent/audience`` — the usage entity (DESIGN.md, "Entity key")
+        self.entity = f"{principal}/{event.audience or '-'}"
+        src = event.source
+        self.net: str | None = (
+            f"as{src.asn}" if src is not None and src.asn is not None else network_of(event)
+        )
+        tok = event.token
+        #: the token family (``token.family_id``, else the token's own id)
+        self.family: str | None = None if tok is None else (tok.family_id or tok.id)
+        #: the model's feature row (``None`` when no batch detector needs one)
+        self.row: list[float] | None = [0.0] * N_FEATURES if with_row else None
+        self.findings: list[Finding] | None = None
+
+    @property
+    def who(self) -> str:
+        """``agent crm-followup for jane@acme.example``, for reasons."""
+        return f"agent {self.agent} for {self.event.user or 'an unknown user'}"
+
+    def add(self, finding: Finding) -> None:
+        if self.findings is None:
+            self.findings = [finding]
+        else:
+            self.findings.append(finding)
+
+
+@dataclass(slots=True)
+class Finding:
+    """A usage detector's view of one event: score 0..1, why, and the numbers."""
+
+    detector: str
+    score: float
+    reason: str
+    evidence: dict[str, Any] = field(default_factory=dict)
+    critical: bool = False
+    #: other events that belong to the evidence (e.g. the parallel use from the other network)
+    related: tuple[str, ...] = ()
+
+
+@runtime_checkable
+class UsageDetector(Protocol):
+    """A detector the Engine feeds Observations and whose findings it combines."""
+
+    name: ClassVar[str]
+
+    def observe(self, obs: Observation, state: State) -> Finding | None:
+        """Update ``state`` with the observation, write features into ``obs.row``, and
+        return a finding when something is off (a score of 0 is no finding)."""
+        ...
+
+
+def detection_of(
+    detector: str,
+    obs: Observation,
+    *,
+    score: float,
+    severity: Severity,
+    reason: str,
+    evidence: dict[str, Any],
+    related: tuple[str, ...] = (),
+) -> Detection:
+    """A usage Detection on ``obs.entity`` (deterministic id from the events)."""
+    event = obs.event
+    event_ids = (event.id, *related)
+    session = event.attributes.get("session_id")
+    return Detection(
+        id=Detection.make_id(detector, obs.entity, event_ids),
+        detector=detector,
+        entity=obs.entity,
+        tenant=event.tenant,
+        score=min(1.0, max(0.0, score)),
+        severity=severity,
+        reason=reason,
+        evidence=evidence,
+        event_ids=event_ids,
+        time=event.time,
+        user=event.user,
+        agent=event.agent,
+        client_id=event.client_id,
+        family_id=family_of(event),
+        session_id=session if isinstance(session, str) else None,
+    )
+
+
+def standalone(
+    detector: UsageDetector, event: AuditEvent, state: State, now: datetime
+) -> list[Detection]:
+    """``detect`` for a usage detector outside the Engine: its finding alone, when the
+    score reaches :data:`STANDALONE_THRESHOLD` (critical findings always)."""
+    if event.action not in USAGE_ACTIONS:
+        return []
+    obs = Observation(event, with_row=False)
+    found = detector.observe(obs, state)
+    if found is None or (found.score < STANDALONE_THRESHOLD and not found.critical):
+        return []
+    severity = Severity.CRITICAL if found.critical else Severity.HIGH
+    return [
+        detection_of(
+            detector.name,
+            obs,
+            score=1.0 if found.critical else found.score,
+            severity=severity,
+            reason=found.reason,
+            evidence=found.evidence,
+            related=found.related,
+        )
+    ]
+
+
+def family_of(event: AuditEvent) -> str | None:
+    """The token family: ``token.family_id``, else the token's own id."""
+    tok = event.token
+    if tok is None:
+        return None
+    return tok.family_id or tok.id
+
+
+def decay(value: float, dt: float, tau: float) -> float:
+    """``value`` after ``dt`` seconds of exponential decay with time constant ``tau``."""
+    if dt <= 0.0:
+        return value
+    return value * _exp(-dt / tau)
+
+
+def evict_smallest(counts: dict[str, Any], keep: int, *, key_index: int | None = None) -> None:
+    """Drop the entries with the smallest count until ``keep`` remain."""
+    while len(counts) > keep:
+        if key_index is None:
+            victim = min(counts, key=lambda k: counts[k])
+        else:
+            victim = min(counts, key=lambda k: counts[k][key_index])
+        del counts[victim]
+
+
+def sweep_prefix(state: State, prefix: str, cutoff: float, last_seen: Any) -> int:
+    """Delete keys under ``prefix`` whose ``last_seen(value)`` is before ``cutoff``."""
+    removed = 0
+    for key in [k for k in list(state.keys()) if k.startswith(prefix)]:
+        value = state.get(key)
+        if value is None or float(last_seen(value)) < cutoff:
+            state.pop(key, None)
+            removed += 1
+    return removed
+
+
+def fmt_count(n: float) -> str:
+    return f"{int(n):,}"
+
+
+def fmt_age(seconds: float) -> str:
+    """``14 days``, ``3.2 h``, ``12 min``."""
+    if seconds >= 2 * 86400:
+        return f"{seconds / 86400:.0f} days"
+    if seconds >= 3600:
+        return f"{seconds / 3600:.1f} h"
+    return f"{max(seconds, 0.0) / 60:.0f} min"

@@ -1,0 +1,127 @@
+"""model: per-tenant IsolationForest, batch-scored, explained, saved with its features."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from detectors import (
+    FEATURES,
+    Engine,
+    ModelArtifact,
+    ModelConfig,
+    ModelDetector,
+    ModelFileError,
+    build_detectors,
+)
+from detectors.features import F_NET_NOVELTY, F_SCOPE_WEIGHT, Observation
+from detectors.model import TenantModel
+from tests.detectors.usage import engine_run, event
+
+RNG = np.random.default_rng(3)
+
+
+def normal_rows(n: int) -> Any:
+    rows = np.zeros((n, len(FEATURES)))
+    rows[:, 0:3] = RNG.normal(0.0, 0.3, (n, 3))
+    rows[:, F_SCOPE_WEIGHT] = RNG.choice([0.2, 0.6], n)
+    rows[:, F_NET_NOVELTY] = (RNG.random(n) < 0.02) * 0.3
+    rows[:, -1] = 1.0
+    return rows
+
+
+def test_the_fast_scorer_is_scikit_learns_score() -> None:
+    det = ModelDetector(ModelConfig(min_train_rows=100))
+    model = det.fit(normal_rows(2000), trained_at=0.0)
+    probe = np.vstack([normal_rows(200), RNG.normal(0, 3, (50, len(FEATURES)))])
+    assert np.allclose(model.forest_anomaly(probe), -model.forest.score_samples(probe))
+
+
+def _observations(n: int, tenant: str = "acme") -> list[Observation]:
+    out = []
+    for i in range(n):
+        obs = Observation(event(i, tenant=tenant))
+        assert obs.row is not None
+        obs.row[:] = list(normal_rows(1)[0])
+        out.append(obs)
+    return out
+
+
+def test_an_outlier_row_is_flagged_with_its_top_features_in_one_call_per_batch() -> None:
+    det = ModelDetector(ModelConfig(min_train_rows=100, auto_fit=False))
+    det.models["acme"] = det.fit(normal_rows(3000), trained_at=0.0)
+    calls: list[int] = []
+    original = TenantModel.anomaly
+
+    def counting(self: TenantModel, rows: Any) -> Any:
+        calls.append(len(rows))
+        return original(self, rows)
+
+    batch = _observations(500)
+    odd = batch[250]
+    assert odd.row is not None
+    odd.row[F_NET_NOVELTY] = 1.0
+    odd.row[F_SCOPE_WEIGHT] = 1.0
+    TenantModel.anomaly = counting  # type: ignore[method-assign]
+    try:
+        det.score_batch(batch, {})
+    finally:
+        TenantModel.anomaly = original  # type: ignore[method-assign]
+    assert len(calls) <= 2, "one scoring call per tenant and batch (plus one to explain)"
+    assert calls[0] < 500, "rows inside the training ranges are not scored"
+    assert odd.findings is not None
+    (finding,) = odd.findings
+    assert finding.detector == "model" and 0 < finding.score <= det.config.max_score
+    top = [f["feature"] for f in finding.evidence["top_features"]]
+    assert top[0] == "net_novelty"
+    assert "most unusual: " in finding.reason
+    flagged = [o for o in batch if o.findings]
+    assert len(flagged) <= 5
+
+
+def test_it_fits_itself_once_a_tenant_has_enough_clean_rows() -> None:
+    det = ModelDetector(ModelConfig(min_train_rows=200, reservoir_rows=400, min_train_seconds=600))
+    det.score_batch(_observations(150), {})
+    assert "acme" not in det.models
+    det.score_batch(_observations(100), {})
+    assert "acme" not in det.models, "not before the rows span min_train_seconds"
+    det.score_batch([Observation(event(3600))], {})
+    assert det.models["acme"].rows == 251
+    assert det.reservoir_sizes() == {"acme": 251}
+
+
+def test_it_runs_inside_the_engine_without_per_event_scoring() -> None:
+    model = ModelDetector(ModelConfig(min_train_rows=100, min_train_seconds=600))
+    engine = Engine([*build_detectors(["volume", "scope_drift", "destination", "burst"]), model])
+    events = [event(i * 5.0, audience=f"https://api.t{i % 3}.example") for i in range(400)]
+    engine_run(engine, events, {})
+    assert model.models["acme"].rows >= 100
+    assert model.detect(events[0], {}, events[0].time) == []
+
+
+def test_a_model_file_round_trips_and_foreign_files_are_refused(tmp_path: Path) -> None:
+    det = ModelDetector(ModelConfig(min_train_rows=100))
+    det.models["acme"] = det.fit(normal_rows(500), trained_at=123.0)
+    path = tmp_path / "model.joblib"
+    ModelArtifact(tenants=dict(det.models)).save(path)
+    loaded = ModelDetector.from_config({"path": str(path)})
+    assert loaded.models["acme"].trained_at == 123.0
+    probe = normal_rows(20)
+    assert np.allclose(loaded.models["acme"].anomaly(probe), det.models["acme"].anomaly(probe))
+
+    import joblib  # type: ignore[import-untyped]
+
+    other = tmp_path / "other.joblib"
+    joblib.dump(
+        {"format": "tokenwarden-model", "version": 1, "features": ["x"], "tenants": {}}, other
+    )
+    with pytest.raises(ModelFileError, match="train it again"):
+        ModelArtifact.load(other)
+    joblib.dump([1, 2, 3], other)
+    with pytest.raises(ModelFileError, match="not a tokenwarden model"):
+        ModelArtifact.load(other)
+    with pytest.raises(ModelFileError, match="does not exist"):
+        ModelArtifact.load(tmp_path / "missing.joblib")
