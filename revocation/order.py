@@ -34,11 +34,21 @@ class Mode(StrEnum):
 
 
 class Status(StrEnum):
+    """An order's lifecycle: ``pending`` (durable, nothing delivered yet) → ``executing``
+    (some adapters delivered, the others in flight) → ``done`` (every adapter delivered) or
+    ``failed`` (a delivery failed and is being retried with backoff; it becomes ``done``
+    when the retry succeeds). A kill switch order whose switch was released is
+    ``released``."""
+
     PENDING = "pending"
     EXECUTING = "executing"
     DONE = "done"
     FAILED = "failed"
     RELEASED = "released"
+
+    @property
+    def terminal(self) -> bool:
+        return self in (Status.DONE, Status.RELEASED)
 
 
 class Target(BaseModel):
@@ -75,6 +85,12 @@ class RevocationOrder(BaseModel):
     releases: tuple[str, ...] = Field(
         default=(), description="for a release: the rules whose kill switches it may release"
     )
+    actor: str = Field(
+        default="policy", description="who decided: 'policy', or the human behind a manual order"
+    )
+    kill_switch_id: str | None = Field(
+        default=None, description="for a manual release: the one kill switch it releases"
+    )
     created_at: datetime
 
     @staticmethod
@@ -95,6 +111,8 @@ class RevocationOrder(BaseModel):
         mode: Mode = Mode.ENFORCE,
         rule: str = "",
         releases: tuple[str, ...] = (),
+        actor: str = "policy",
+        kill_switch_id: str | None = None,
     ) -> RevocationOrder:
         key = cls.key_for(target, action, cause)
         return cls(
@@ -107,8 +125,15 @@ class RevocationOrder(BaseModel):
             mode=mode,
             rule=rule,
             releases=releases,
+            actor=actor,
+            kill_switch_id=kill_switch_id,
             created_at=now,
         )
+
+    @property
+    def kill_switch_thrown(self) -> str:
+        """The id of the kill switch this order throws (for a ``kill_switch`` order)."""
+        return "ks-" + self.id.removeprefix("ord-")
 
     def to_json(self) -> bytes:
         return orjson.dumps(self.model_dump(mode="json"))

@@ -114,6 +114,9 @@ orders = Table(
     Column("created_at", UTCDateTime, nullable=False),
     Column("executed_at", UTCDateTime),
     Column("affected", NullableJson),
+    Column("actor", String),
+    Column("kill_switch_id", Id),
+    Column("updated_at", UTCDateTime),
     Index("ix_orders_status", "status"),
     Index("ix_orders_tenant_created_at", "tenant", "created_at"),
     Index("ix_orders_created_at", "created_at"),
@@ -138,8 +141,10 @@ kill_switches = Table(
     Index("ix_kill_switches_tenant_kind_value", "tenant", "kind", "value"),
 )
 
-#: Append-only audit trail. ``seq`` is never reused (SQLite AUTOINCREMENT, PostgreSQL
-#: BIGSERIAL), so it orders the trail.
+#: Append-only, hash-chained audit trail (``revocation.store.audit``): ``seq`` orders it and
+#: is assigned under the chain head's lock; ``hash`` = SHA-256 over ``prev_hash`` and the
+#: row's canonical content, so an edited or deleted row breaks the chain. Triggers refuse
+#: UPDATE and DELETE (migration 0003).
 audit_log = Table(
     "audit_log",
     metadata,
@@ -154,8 +159,71 @@ audit_log = Table(
     Column("kind", String, nullable=False),
     Column("ref", Id),
     Column("data", Json, nullable=False),
+    Column("prev_hash", String, nullable=False),
+    Column("hash", String, nullable=False),
     Index("ix_audit_log_ref", "ref"),
     sqlite_autoincrement=True,
+)
+
+#: The audit chain's head: one row (``id`` = 1) with the last ``seq`` and its ``hash``.
+#: Appending locks it (``SELECT … FOR UPDATE`` on PostgreSQL; SQLite has one writer), so
+#: concurrent appends serialise; it also reveals a truncated trail.
+audit_head = Table(
+    "audit_head",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("seq", BigInteger, nullable=False),
+    Column("hash", String, nullable=False),
+)
+
+#: The transactional outbox: one entry per (order, adapter) — and per (alert, sink) —
+#: committed in the transaction that records the order, before any adapter is called.
+#: ``state``: pending → delivering (claimed until ``lease_until``) → delivered, or failed
+#: (retried at ``next_attempt_at`` with backoff). ``purpose`` is ``revoke`` or ``alert``.
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("id", String, primary_key=True),
+    Column("order_id", Id, nullable=False),
+    Column("alert_id", Id),
+    Column("adapter", String, nullable=False),
+    Column("purpose", String, nullable=False),
+    Column("state", String, nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("next_attempt_at", UTCDateTime, nullable=False),
+    Column("lease_until", UTCDateTime),
+    Column("claimed_by", String),
+    Column("first_attempt_at", UTCDateTime),
+    Column("delivered_at", UTCDateTime),
+    Column("last_error", Text),
+    Column("result", NullableJson),
+    Index("ix_outbox_state_next_attempt_at", "state", "next_attempt_at"),
+    Index("ix_outbox_order_id", "order_id"),
+)
+
+#: On-call alerts: one per entity (an order's target) per cool-down; orders on the same
+#: entity within the cool-down are folded in (``count``). ``status``: ``open`` (sent to the
+#: sinks through the outbox) or ``rate_limited`` (recorded, not sent: the tenant's alert
+#: budget for the cool-down was spent).
+alerts = Table(
+    "alerts",
+    metadata,
+    Column("id", Id, primary_key=True),
+    Column("tenant", Id, nullable=False),
+    Column("entity", Text, nullable=False),
+    Column("order_id", Id, nullable=False),
+    Column("last_order_id", Id, nullable=False),
+    Column("rule", String, nullable=False),
+    Column("status", String, nullable=False),
+    Column("count", Integer, nullable=False),
+    Column("opened_at", UTCDateTime, nullable=False),
+    Column("last_at", UTCDateTime, nullable=False),
+    Column("acknowledged_at", UTCDateTime),
+    Column("acknowledged_by", String),
+    Column("ack_note", Text),
+    Index("ix_alerts_entity_opened_at", "entity", "opened_at"),
+    Index("ix_alerts_tenant_opened_at", "tenant", "opened_at"),
 )
 
 #: Snapshots of the embedded runner's in-memory detector state (DESIGN.md, "Entity key and
@@ -197,6 +265,8 @@ ssf_streams = Table(
 )
 
 __all__ = [
+    "alerts",
+    "audit_head",
     "audit_log",
     "detections",
     "detector_state",
@@ -205,6 +275,7 @@ __all__ = [
     "kill_switches",
     "metadata",
     "orders",
+    "outbox",
     "ssf_jti",
     "ssf_streams",
     "tokens",

@@ -22,3 +22,12 @@ def dialect_insert(conn: Connection, table: Table) -> Insert:
     if name == "sqlite":
         return sqlite.insert(table)
     raise NotImplementedError(f"tokenwarden's store supports SQLite and PostgreSQL, not {name}")
+
+
+def insert_for(dialect: str, table: Table) -> Insert:
+    """``dialect_insert`` by dialect name (for statements built once per dialect)."""
+    if dialect == "postgresql":
+        return postgresql.insert(table)
+    if dialect == "sqlite":
+        return sqlite.insert(table)
+    raise NotImplementedError(f"tokenwarden's store supports SQLite and PostgreSQL, not {dialect}")

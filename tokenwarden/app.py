@@ -14,7 +14,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ingest import AuditEvent
 from tokenwarden import __version__
-from tokenwarden.api import check, events, hec, queries, ssf
+from tokenwarden.api import admin_orders, check, events, hec, queries, ssf
 from tokenwarden.api.deps import PipelineDep, ServicesDep
 from tokenwarden.api.errors import (
     ApiError,
@@ -23,6 +23,7 @@ from tokenwarden.api.errors import (
     validation_error_handler,
 )
 from tokenwarden.pipeline import BatchResult, EmbeddedPipeline, Extra
+from tokenwarden.revocation_runtime import start_revocation
 from tokenwarden.services import Services, build_services
 from tokenwarden.settings import Settings
 from tokenwarden.ssf_connect import stored_transmitters
@@ -58,6 +59,9 @@ def create_app(settings: Settings, *, services: Services | None = None) -> FastA
             extra_transmitters=stored_transmitters(svc.db),
         )
         pollers = Pollers(receiver, client=http)
+        app.state.revocation = revocation = start_revocation(
+            settings=settings.revocation, db=svc.db, http=http, stages=svc.stages
+        )
         await pipeline.start()
         pollers.start()
         try:
@@ -65,6 +69,7 @@ def create_app(settings: Settings, *, services: Services | None = None) -> FastA
         finally:
             await pollers.stop()
             await pipeline.stop()
+            await revocation.stop()
             await http.aclose()
             if services is None:
                 svc.db.dispose()
@@ -82,6 +87,7 @@ def create_app(settings: Settings, *, services: Services | None = None) -> FastA
     app.include_router(queries.router)
     app.include_router(check.router)
     app.include_router(ssf.router)
+    app.include_router(admin_orders.router)
     app.include_router(hec.router)
 
     @app.get("/healthz", tags=["health"])

@@ -257,10 +257,13 @@ def ssf_verify(
 
 
 def _register_subcommands() -> None:
-    """Commands that live in their own modules (``simulate``, ``evaluate``, ``train``)."""
+    """Commands that live in their own modules: ``simulate``/``evaluate``/``train``, and
+    ``revoke``/``kill``/``release``/``alerts``/``audit``."""
     from tokenwarden.cli_detectors import register as register_detectors
+    from tokenwarden.cli_revocation import register as register_revocation
 
     register_detectors(app)
+    register_revocation(app)
 
 
 _register_subcommands()

@@ -2,9 +2,13 @@
 
 Batches stay batches through every stage (DESIGN.md, "Batches all the way"): one engine
 pass; one store transaction that records the batch's token facts, detections, state
-changes, the orders they call for and any extra writes of its submitters (the SSF
-receiver's jti records) — so an order is durable before anything is acknowledged — and
-then one transaction that applies the new orders. The asyncio side is a bounded queue:
+changes, the orders they call for with their outbox entries and alerts, the orders'
+effect on our token store (the ``store`` adapter, applied in a SAVEPOINT per order), the
+audit rows, and any extra writes of its submitters (the SSF receiver's jti records) — so
+an order, its effect on the store and every delivery it still needs are durable together,
+in one commit, before anything is acknowledged and before any adapter outside the
+database is called. Those are the dispatcher's (``revocation.dispatcher``), woken through
+``on_orders`` after the commit. The asyncio side is a bounded queue:
 when it is full, ``submit`` says so and the API answers 429 with Retry-After — never a
 silent drop. The worker cuts a batch from whatever is queued (up to ``max_batch_events``),
 so many small submissions (one SET per push) share one transaction. Store work runs in a
@@ -19,14 +23,17 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 import sqlalchemy as sa
 import structlog
 
 from detectors import Detection, Engine
 from ingest import AuditEvent
-from revocation import OrderOutcome, Policy, RevocationOrder, retry_pending, store
+from revocation import OrderOutcome, Policy, RevocationOrder, Routing, retry_pending, store
+from revocation.store.audit import append_audit_many
+from revocation.store.outbox import Claimed
+from revocation.txn import writing
 from tokenwarden.state import TrackedState
 
 log = structlog.get_logger("tokenwarden.pipeline")
@@ -37,6 +44,14 @@ Extra = Callable[[sa.Connection], object]
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+class PipelineObserver(Protocol):
+    """Told how long orders took (``tokenwarden.metrics`` implements it)."""
+
+    def orders_recorded(self, count: int, seconds_since_detection: float) -> None: ...
+
+    def delivered(self, adapter: str, purpose: str, seconds_since_order: float) -> None: ...
 
 
 @dataclass(slots=True)
@@ -52,6 +67,9 @@ class BatchResult:
     extras: list[Extra] = field(default_factory=list)
     recorded: list[RevocationOrder] | None = None
     seconds: float = 0.0
+    #: ``time.perf_counter()`` when the detections were made and when the batch committed
+    detected_at: float = 0.0
+    committed_at: float = 0.0
 
 
 class Stages:
@@ -64,11 +82,20 @@ class Stages:
         engine: Engine,
         policy: Policy,
         state: TrackedState,
+        routing: Routing | None = None,
     ) -> None:
         self.db = db
         self.engine = engine
         self.policy = policy
         self.state = state
+        self.routing = routing or Routing()
+        #: set by the composition root: metrics, and the in-process dispatcher, which gets
+        #: the entries pre-claimed for it (``routing.preclaim``) after each commit
+        self.observer: PipelineObserver | None = None
+        self.on_orders: Callable[[Sequence[Claimed], Sequence[RevocationOrder]], None] | None = None
+        #: the in-process dispatcher's queued bookkeeping, written in each batch's
+        #: transaction (group commit: its outcomes cost no commit of their own)
+        self.piggyback: Callable[[sa.Connection, list[dict[str, Any]]], None] | None = None
 
     def detect(self, events: Sequence[AuditEvent], *, now: datetime) -> BatchResult:
         """The pure part: engine and policy. Updates the in-memory state."""
@@ -83,27 +110,50 @@ class Stages:
             changed=changed,
             deleted=deleted,
             seconds=time.perf_counter() - started,
+            detected_at=time.perf_counter(),
         )
 
     def persist(self, result: BatchResult, *, now: datetime) -> BatchResult:
-        """The I/O part: one transaction records everything the batch learned and decided,
-        then the new orders are applied. Safe to retry: every write is an upsert or keyed
-        by a deterministic id or idempotency key, and an order recorded but not applied is
-        picked up by ``retry_pending``."""
+        """The I/O part: one transaction records everything the batch learned and decided
+        — token facts, detections, state, the orders with their outbox entries and alerts,
+        the orders' effect on our token store (``store.record_and_apply``: a SAVEPOINT per
+        order), the audit rows — and commits once. Then the dispatcher is woken for the
+        other adapters. Safe to retry: every write is an upsert or keyed by a
+        deterministic id or idempotency key."""
         started = time.perf_counter()
         if result.recorded is None:
-            with self.db.begin() as conn:
+            handoff: list[Claimed] = []
+            with writing(self.db) as conn:
+                audit: list[dict[str, Any]] = []
                 store.record_tokens(conn, events=result.events, now=now)
                 if result.detections:
-                    store.save_detections(conn, detections=result.detections)
+                    store.save_detections(conn, detections=result.detections, audit=audit, now=now)
                 if result.changed or result.deleted:
                     store.save_state(conn, changed=result.changed, deleted=result.deleted, now=now)
-                recorded = store.record_orders(conn, orders=result.orders, now=now)
+                recorded, outcomes = store.record_and_apply(
+                    conn,
+                    orders=result.orders,
+                    now=now,
+                    routing=self.routing,
+                    audit=audit,
+                    handoff=handoff,
+                )
                 for extra in result.extras:
                     extra(conn)
-            result.recorded = recorded
-        if result.recorded:
-            result.outcomes = store.apply_orders(self.db, orders=result.recorded, now=now)
+                if self.piggyback is not None:
+                    self.piggyback(conn, audit)
+                append_audit_many(conn, rows=audit)
+            result.committed_at = time.perf_counter()
+            result.recorded, result.outcomes = recorded, outcomes
+            if recorded:
+                if self.on_orders is not None:
+                    self.on_orders(handoff, recorded)
+                if self.observer is not None:
+                    since = time.perf_counter() - result.detected_at if result.detected_at else 0.0
+                    self.observer.orders_recorded(len(recorded), since)
+                    for out in outcomes:
+                        if out.error is None:
+                            self.observer.delivered("store", "revoke", 0.0)
         result.seconds += time.perf_counter() - started
         return result
 
@@ -111,8 +161,9 @@ class Stages:
         return self.persist(self.detect(events, now=now), now=now)
 
     def retry_pending(self, *, now: datetime) -> list[OrderOutcome]:
-        """Re-apply orders that were committed but not (fully) applied (crash, outage)."""
-        return retry_pending(self.db, now=now)
+        """Apply to the store the orders committed but not applied (crash, outage) — the
+        dispatcher does this in the service; this is for runs without one."""
+        return retry_pending(self.db, now=now, backoff=self.routing.backoff)
 
     def sweep(self, *, now: datetime) -> int:
         removed = self.engine.sweep(self.state, now)
@@ -150,17 +201,14 @@ class EmbeddedPipeline:
         max_batches: int,
         max_batch_events: int = 10_000,
         sweep_interval: float = 3600.0,
-        retry_interval: float = 5.0,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self.stages = stages
         self.clock = clock
         self.max_batch_events = max_batch_events
         self.sweep_interval = sweep_interval
-        self.retry_interval = retry_interval
         self._queue: asyncio.Queue[_Item | None] = asyncio.Queue(maxsize=max_batches)
         self._task: asyncio.Task[None] | None = None
-        self._retry_task: asyncio.Task[None] | None = None
         self.processed_events = 0
         self.processed_batches = 0
         self.failed_batches = 0
@@ -172,15 +220,9 @@ class EmbeddedPipeline:
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="tokenwarden-pipeline")
-        self._retry_task = asyncio.create_task(self._retry_loop(), name="tokenwarden-retry")
 
     async def stop(self) -> None:
         """Finish every queued batch, then stop."""
-        if self._retry_task is not None:
-            self._retry_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._retry_task
-            self._retry_task = None
         if self._task is None:
             return
         await self._queue.put(None)
@@ -228,9 +270,10 @@ class EmbeddedPipeline:
                 return
             items, stop = self._take(first)
             events = [e for item in items for e in item.events]
+            extras = [x for item in items for x in item.extras]
             try:
                 now = self.clock()
-                result = await asyncio.to_thread(self.stages.detect, events, now=now)
+                result, failed = await asyncio.to_thread(self._work, events, extras, now)
             except Exception as exc:  # a detector bug must not kill the worker
                 self.failed_batches += 1
                 log.exception("detection failed; batch skipped", events=len(events))
@@ -240,10 +283,15 @@ class EmbeddedPipeline:
                 if stop:
                     return
                 continue
-            result.extras = [x for item in items for x in item.extras]
-            await self._persist(result, now)
+            if failed is not None:
+                self.store_retries += 1
+                log.error("store unavailable; retrying batch", error=repr(failed))
+                await self._persist(result, now)
             self.processed_events += len(events)
             self.processed_batches += 1
+            for item in items:
+                if not item.done.done():
+                    item.done.set_result(result)
             if result.detections or result.orders:
                 log.info(
                     "batch processed",
@@ -252,9 +300,6 @@ class EmbeddedPipeline:
                     orders=len(result.orders),
                     ms=round(result.seconds * 1000, 2),
                 )
-            for item in items:
-                if not item.done.done():
-                    item.done.set_result(result)
             if stop:
                 return
             if time.monotonic() >= next_sweep:
@@ -262,17 +307,19 @@ class EmbeddedPipeline:
                 with contextlib.suppress(Exception):
                     await asyncio.to_thread(self.stages.sweep, now=self.clock())
 
-    async def _retry_loop(self) -> None:
-        """At start and then every ``retry_interval``: orders left pending are re-applied
-        (an order is durable before it is applied, so a crash leaves it pending)."""
-        while True:
-            try:
-                done = await asyncio.to_thread(self.stages.retry_pending, now=self.clock())
-                if done:
-                    log.info("pending orders re-applied", orders=len(done))
-            except Exception:
-                log.exception("retrying pending orders failed")
-            await asyncio.sleep(self.retry_interval)
+    def _work(
+        self, events: list[AuditEvent], extras: list[Extra], now: datetime
+    ) -> tuple[BatchResult, Exception | None]:
+        """Detect and make the first attempt to persist, in one worker-thread hop (the
+        latency from detection to revoked is mostly hops and commits). Detection errors
+        propagate; a persist error is returned for ``_persist`` to retry."""
+        result = self.stages.detect(events, now=now)
+        result.extras = extras
+        try:
+            self.stages.persist(result, now=now)
+        except Exception as exc:
+            return result, exc
+        return result, None
 
     async def _persist(self, result: BatchResult, now: datetime) -> None:
         """Persist with exponential backoff until it succeeds: security signals fail closed.

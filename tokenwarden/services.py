@@ -15,6 +15,7 @@ from tokenwarden.db import get_or_create_secret, make_engine, upgrade
 from tokenwarden.formats import build_formats
 from tokenwarden.pipeline import Stages
 from tokenwarden.rejected import RejectedLog
+from tokenwarden.revocation_runtime import build_routing
 from tokenwarden.settings import Settings
 from tokenwarden.state import TrackedState
 
@@ -52,6 +53,7 @@ def build_services(settings: Settings, *, migrate: bool = True) -> Services:
         engine=build_engine(settings.enabled_detectors, settings.detectors),
         policy=Policy.from_config(settings.policy.rules, settings.policy.modes),
         state=state,
+        routing=build_routing(settings.revocation),
     )
     hasher = TokenHasher(hash_key(settings, db))
     return Services(

@@ -18,6 +18,8 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+from tokenwarden.revocation_settings import RevocationSettings
+
 
 class ConfigError(ValueError):
     """The configuration file or environment is not usable."""
@@ -145,6 +147,7 @@ class Settings(BaseSettings):
     policy: PolicySettings = Field(default_factory=PolicySettings)
     ingest: IngestSettings = Field(default_factory=IngestSettings)
     ssf: SsfSettings = Field(default_factory=SsfSettings)
+    revocation: RevocationSettings = Field(default_factory=RevocationSettings)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["console", "json"] = "console"
 

@@ -1,12 +1,23 @@
-"""The SQL store of the revocation layer: token families, detections, orders, kill
-switches, the audit trail and detector-state snapshots (SQLite and PostgreSQL).
+"""The SQL store of the revocation layer: token families, detections, orders with their
+outbox, kill switches, alerts, the hash-chained audit trail and detector-state snapshots
+(SQLite and PostgreSQL).
 
 Service functions take the ``sqlalchemy.Connection`` explicitly and the caller owns the
-transaction, except ``execute_orders`` and ``retry_pending``, which take the ``Engine``
-because they must commit the orders before applying them. Time always comes in as ``now``.
+transaction, except ``execute_orders``, ``apply_orders`` and ``retry_pending``, which take
+the ``Engine`` because they must commit the orders before applying them. Time always comes
+in as ``now``.
 """
 
-from revocation.store.audit import AuditEntry, append_audit, list_audit
+from revocation.store import alerts, outbox
+from revocation.store.alerts import AlertView, acknowledge, get_alert, list_alerts
+from revocation.store.audit import (
+    AuditEntry,
+    ChainReport,
+    append_audit,
+    append_audit_many,
+    list_audit,
+    verify_chain,
+)
 from revocation.store.checks import ALLOW_REASON, CheckResult, check
 from revocation.store.families import (
     TOKEN_ACTIONS,
@@ -17,38 +28,64 @@ from revocation.store.families import (
 )
 from revocation.store.orders import (
     OrderOutcome,
+    OrderSummary,
     OrderView,
     apply_orders,
     execute_orders,
+    get_order,
+    get_orders,
     list_orders,
+    record_and_apply,
     record_orders,
     release_kill_switch,
     retry_pending,
+    summarize,
 )
+from revocation.store.outbox import DeliveryView, deliveries
 from revocation.store.records import list_detections, load_state, save_detections, save_state
+from revocation.store.scope import get_switch, list_switches, scope_of
 
 __all__ = [
     "ALLOW_REASON",
     "TOKEN_ACTIONS",
+    "AlertView",
     "AuditEntry",
+    "ChainReport",
     "CheckResult",
+    "DeliveryView",
     "FamilyView",
     "OrderOutcome",
+    "OrderSummary",
     "OrderView",
     "TokenView",
+    "acknowledge",
+    "alerts",
     "append_audit",
+    "append_audit_many",
     "apply_orders",
     "check",
+    "deliveries",
     "execute_orders",
+    "get_alert",
     "get_family",
+    "get_order",
+    "get_orders",
+    "get_switch",
+    "list_alerts",
     "list_audit",
     "list_detections",
     "list_orders",
+    "list_switches",
     "load_state",
+    "outbox",
+    "record_and_apply",
     "record_orders",
     "record_tokens",
     "release_kill_switch",
     "retry_pending",
     "save_detections",
     "save_state",
+    "scope_of",
+    "summarize",
+    "verify_chain",
 ]

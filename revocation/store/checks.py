@@ -14,9 +14,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, and_, or_, select
+from sqlalchemy import ColumnElement, Connection, and_, bindparam, or_, select, tuple_
 
 from revocation.order import TargetKind
+from revocation.sqltypes import UTCDateTime
+from revocation.statements import per_dialect
 from revocation.tables import families, kill_switches, tokens
 
 ALLOW_REASON = "no revocation or kill switch applies"
@@ -58,6 +60,21 @@ def check(
     kill switch (not released, or released after ``now``) matches the tenant or any given
     or implied identifier. ``tenant=None`` matches the identifiers in every tenant.
     """
+    if tenant is not None:
+        return _check_in_tenant(
+            conn,
+            tenant=tenant,
+            given={
+                TargetKind.TOKEN: token_id,
+                TargetKind.FAMILY: family_id,
+                TargetKind.USER: user,
+                TargetKind.AGENT: agent,
+                TargetKind.CLIENT: client_id,
+                TargetKind.SESSION: session_id,
+                TargetKind.DEVICE: device_id,
+            },
+            now=now,
+        )
     token_rows: list[Any] = []
     if token_id is not None:
         q = select(tokens.c.tenant, tokens.c.family_id, tokens.c.revoked_at).where(
@@ -142,6 +159,90 @@ def check(
         .limit(1)
     )
     hit = conn.execute(q).first()
+    if hit is None:
+        return CheckResult(allow=True, reason=ALLOW_REASON)
+    reason = f"kill switch {hit.id} on {hit.kind} {hit.value}"
+    if hit.reason:
+        reason += f" ({hit.reason})"
+    return CheckResult(allow=False, reason=reason, order_id=hit.order_id, kill_switch_id=hit.id)
+
+
+@dataclass(frozen=True, slots=True)
+class _Statements:
+    token: Any
+    families: Any
+    switch: Any
+
+
+@per_dialect
+def _statements(dialect: str) -> _Statements:
+    """``check`` within one tenant: three statements built once (``revocation.statements``)."""
+    ks, t, f = kill_switches.c, tokens.c, families.c
+    return _Statements(
+        token=select(t.family_id, t.revoked_at).where(
+            t.tenant == bindparam("p_tenant"), t.token_id == bindparam("p_token")
+        ),
+        families=select(families).where(
+            f.tenant == bindparam("p_tenant"),
+            f.family_id.in_(bindparam("p_families", expanding=True)),
+        ),
+        switch=select(ks.id, ks.kind, ks.value, ks.reason, ks.order_id)
+        .where(
+            ks.tenant == bindparam("p_tenant"),
+            tuple_(ks.kind, ks.value).in_(bindparam("p_targets", expanding=True)),
+            or_(ks.released_at.is_(None), ks.released_at > bindparam("p_now", type_=UTCDateTime())),
+        )
+        .order_by(ks.thrown_at, ks.id)
+        .limit(1),
+    )
+
+
+def _check_in_tenant(
+    conn: Connection, *, tenant: str, given: dict[TargetKind, str | None], now: datetime
+) -> CheckResult:
+    """``check`` for a request naming its tenant (what gateways send): the same answers,
+    from statements built once."""
+    stmts = _statements(conn)
+    token_id = given[TargetKind.TOKEN]
+    token_row: Any = None
+    if token_id is not None:
+        token_row = conn.execute(stmts.token, {"p_tenant": tenant, "p_token": token_id}).first()
+    wanted = sorted(
+        {fid for fid in (given[TargetKind.FAMILY], token_row and token_row.family_id) if fid}
+    )
+    fam_rows: dict[str, Any] = {}
+    if wanted:
+        params = {"p_tenant": tenant, "p_families": wanted}
+        fam_rows = {r.family_id: r for r in conn.execute(stmts.families, params)}
+    if token_row is not None:
+        fam = fam_rows.get(token_row.family_id) if token_row.family_id else None
+        if fam is not None and fam.revoked_at is not None:
+            denial = _family_denial(fam)
+            return CheckResult(
+                allow=False,
+                reason=f"token {token_id} revoked: {denial.reason}",
+                order_id=denial.order_id,
+            )
+        if token_row.revoked_at is not None:
+            return CheckResult(allow=False, reason=f"token {token_id} revoked")
+    for fam in fam_rows.values():
+        if fam.revoked_at is not None:
+            return _family_denial(fam)
+    targets = {(kind.value, value) for kind, value in given.items() if value is not None}
+    targets.add((TargetKind.TENANT.value, tenant))
+    for fam in fam_rows.values():
+        for kind, value in (
+            (TargetKind.FAMILY, fam.family_id),
+            (TargetKind.USER, fam.user),
+            (TargetKind.AGENT, fam.agent),
+            (TargetKind.CLIENT, fam.client_id),
+            (TargetKind.SESSION, fam.session_id),
+            (TargetKind.DEVICE, fam.device_id),
+        ):
+            if value is not None:
+                targets.add((kind.value, value))
+    switch_params: dict[str, Any] = {"p_tenant": tenant, "p_targets": sorted(targets), "p_now": now}
+    hit = conn.execute(stmts.switch, switch_params).first()
     if hit is None:
         return CheckResult(allow=True, reason=ALLOW_REASON)
     reason = f"kill switch {hit.id} on {hit.kind} {hit.value}"

@@ -19,8 +19,9 @@ from sqlalchemy import Connection, and_, bindparam, case, func, or_, select, tup
 
 from ingest.event import AuditEvent
 from revocation.sqltypes import UTCDateTime
+from revocation.statements import per_dialect
 from revocation.tables import families, tokens
-from revocation.upsert import dialect_insert
+from revocation.upsert import insert_for
 
 #: The actions whose token belongs to a family we track.
 TOKEN_ACTIONS = frozenset({"token.issued", "token.refreshed", "token.used"})
@@ -194,8 +195,17 @@ def record_tokens(conn: Connection, *, events: Sequence[AuditEvent], now: dateti
     fams, toks = _facts(events, _known_families(conn, _unnamed_tokens(events)))
     if not fams:
         return
-    ins = dialect_insert(conn, families)
-    upsert = ins.on_conflict_do_update(
+    family_upsert, token_upsert = _upserts(conn)
+    # sorted: concurrent batches lock families in the same order (no deadlock on PostgreSQL)
+    conn.execute(family_upsert, [fams[k] for k in sorted(fams)])
+    conn.execute(token_upsert, [{**toks[k], "p_now": now} for k in sorted(toks)])
+
+
+@per_dialect
+def _upserts(dialect: str) -> tuple[Any, Any]:
+    """The family and token upserts of ``record_tokens`` (see its docstring)."""
+    ins = insert_for(dialect, families)
+    family_upsert = ins.on_conflict_do_update(
         index_elements=[families.c.tenant, families.c.family_id],
         set_={
             "user": func.coalesce(families.c.user, ins.excluded.user),
@@ -213,9 +223,6 @@ def record_tokens(conn: Connection, *, events: Sequence[AuditEvent], now: dateti
             ),
         },
     )
-    # sorted: concurrent batches lock families in the same order (no deadlock on PostgreSQL)
-    conn.execute(upsert, [fams[k] for k in sorted(fams)])
-
     revoked_now = (
         select(bindparam("p_now", type_=UTCDateTime()))
         .where(
@@ -225,7 +232,7 @@ def record_tokens(conn: Connection, *, events: Sequence[AuditEvent], now: dateti
         )
         .scalar_subquery()
     )
-    insert_tokens = dialect_insert(conn, tokens).values(
+    insert_tokens = insert_for(dialect, tokens).values(
         tenant=bindparam("p_tenant"),
         token_id=bindparam("p_token_id"),
         family_id=bindparam("p_family_id"),
@@ -236,7 +243,7 @@ def record_tokens(conn: Connection, *, events: Sequence[AuditEvent], now: dateti
     )
     ex = insert_tokens.excluded
     t = tokens.c
-    insert_tokens = insert_tokens.on_conflict_do_update(
+    token_upsert = insert_tokens.on_conflict_do_update(
         index_elements=[t.tenant, t.token_id],
         set_={
             "family_id": func.coalesce(t.family_id, ex.family_id),
@@ -254,7 +261,7 @@ def record_tokens(conn: Connection, *, events: Sequence[AuditEvent], now: dateti
             and_(t.revoked_at.is_(None), ex.revoked_at.is_not(None)),
         ),
     )
-    conn.execute(insert_tokens, [{**toks[k], "p_now": now} for k in sorted(toks)])
+    return family_upsert, token_upsert
 
 
 def get_family(

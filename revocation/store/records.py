@@ -13,15 +13,25 @@ from typing import Any
 from sqlalchemy import Connection, bindparam, delete, select
 
 from detectors.detection import Detection
+from revocation.statements import per_dialect
+from revocation.store.audit import audit_row
 from revocation.tables import detections as detections_table
 from revocation.tables import detector_state
-from revocation.upsert import dialect_insert
+from revocation.upsert import insert_for
 
 
-def save_detections(conn: Connection, *, detections: Sequence[Detection]) -> int:
+def save_detections(
+    conn: Connection,
+    *,
+    detections: Sequence[Detection],
+    audit: list[dict[str, Any]] | None = None,
+    now: datetime | None = None,
+) -> int:
     """Insert the detections not stored yet (by id); return how many were new.
 
     Detection ids are deterministic (``Detection.make_id``), so a replayed batch adds nothing.
+    With ``audit`` (and ``now``), a ``detection.recorded`` audit row per new detection is
+    appended to it, for the caller to write at the end of its transaction.
     """
     rows: dict[str, dict[str, Any]] = {}
     for d in detections:
@@ -41,11 +51,27 @@ def save_detections(conn: Connection, *, detections: Sequence[Detection]) -> int
         )
     if not rows:
         return 0
-    ins = dialect_insert(conn, detections_table)
-    stmt = ins.on_conflict_do_nothing(index_elements=[detections_table.c.id]).returning(
-        detections_table.c.id
-    )
-    return len(conn.execute(stmt, [rows[k] for k in sorted(rows)]).all())
+    new = [r[0] for r in conn.execute(_insert_detections(conn), [rows[k] for k in sorted(rows)])]
+    if audit is not None:
+        at = now or max(d.time for d in detections)
+        for det_id in sorted(new):
+            row = rows[det_id]
+            audit.append(
+                audit_row(
+                    at=at,
+                    actor=f"detector:{row['detector']}",
+                    kind="detection.recorded",
+                    ref=det_id,
+                    data={
+                        "tenant": row["tenant"],
+                        "entity": row["entity"],
+                        "severity": row["severity"],
+                        "score": row["score"],
+                        "reason": row["reason"],
+                    },
+                )
+            )
+    return len(new)
 
 
 def list_detections(
@@ -87,18 +113,43 @@ def save_state(
     Values must be JSON-serialisable, as detector state is (``detectors.base``).
     """
     gone = sorted({k for k in deleted if k not in changed})
+    delete_keys, upsert = _state_statements(conn)
     if gone:
-        conn.execute(
-            delete(detector_state).where(detector_state.c.key == bindparam("p_key")),
-            [{"p_key": k} for k in gone],
-        )
+        conn.execute(delete_keys, [{"p_key": k} for k in gone])
     if changed:
-        ins = dialect_insert(conn, detector_state)
-        stmt = ins.on_conflict_do_update(
-            index_elements=[detector_state.c.key],
-            set_={"value": ins.excluded.value, "updated_at": ins.excluded.updated_at},
-        )
         conn.execute(
-            stmt,
+            upsert,
             [{"key": k, "value": changed[k], "updated_at": now} for k in sorted(changed)],
         )
+
+
+@per_dialect
+def _insert_detections(dialect: str) -> Any:
+    ins = insert_for(dialect, detections_table)
+    return ins.on_conflict_do_nothing(index_elements=[detections_table.c.id]).returning(
+        detections_table.c.id
+    )
+
+
+@per_dialect
+def _state_statements(dialect: str) -> tuple[Any, Any]:
+    delete_keys = delete(detector_state).where(detector_state.c.key == bindparam("p_key"))
+    ins = insert_for(dialect, detector_state)
+    upsert = ins.on_conflict_do_update(
+        index_elements=[detector_state.c.key],
+        set_={"value": ins.excluded.value, "updated_at": ins.excluded.updated_at},
+    )
+    return delete_keys, upsert
+
+
+def get_detections(conn: Connection, *, ids: Sequence[str]) -> list[Detection]:
+    """The stored detections with these ids, in the given order (missing ones left out)."""
+    if not ids:
+        return []
+    rows = conn.execute(
+        select(detections_table.c.id, detections_table.c.data).where(
+            detections_table.c.id.in_(sorted(set(ids)))
+        )
+    )
+    found = {row.id: Detection.model_validate(row.data) for row in rows}
+    return [found[i] for i in ids if i in found]

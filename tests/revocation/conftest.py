@@ -81,3 +81,60 @@ def engine(bare_engine: sa.Engine) -> sa.Engine:
     """An engine on a database migrated to head."""
     upgrade(bare_engine)
     return bare_engine
+
+
+@pytest.fixture(
+    params=[
+        pytest.param("sqlite", id="sqlite"),
+        pytest.param("postgresql", id="postgresql", marks=pytest.mark.integration),
+    ]
+)
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A URL of a migrated database another process can open: a SQLite file, or a fresh
+    PostgreSQL schema named in the URL (``?options=-csearch_path=…``)."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path}/db/tokenwarden.db"
+        engine = make_engine(url)
+        upgrade(engine)
+        engine.dispose()
+        yield url
+        return
+    base, admin = _pg_admin()
+    schema = "tw_" + secrets.token_hex(6)
+    with admin.connect() as conn:
+        conn.execute(sa.text(f"CREATE SCHEMA {schema}"))
+    url = f"{base}?options=-csearch_path%3D{schema}"
+    engine = make_engine(url)
+    try:
+        upgrade(engine)
+        engine.dispose()
+        yield url
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f"DROP SCHEMA {schema} CASCADE"))
+        admin.dispose()
+
+
+REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+@pytest.fixture
+def redis_prefix() -> Iterator[str]:
+    """A key prefix of its own on the real Redis at 127.0.0.1:6379; its keys are deleted
+    afterwards. Skipped (a failure under CI=true) when Redis does not answer."""
+    import redis
+
+    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2, socket_timeout=5)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        client.close()
+        pytest.skip(f"Redis unreachable at {REDIS_URL}: {exc}")
+    prefix = f"tw-test-{secrets.token_hex(6)}:"
+    try:
+        yield prefix
+    finally:
+        keys = list(client.scan_iter(match=prefix + "*", count=1000))
+        if keys:
+            client.delete(*keys)
+        client.close()

@@ -160,7 +160,7 @@ def test_a_released_kill_switch_no_longer_denies(engine: sa.Engine) -> None:
         trail = [a.kind for a in store.list_audit(conn, ref=ks)]
     assert early.allow is False
     assert o.status == "released"
-    assert trail == ["kill_switch.released"]
+    assert trail == ["kill_switch.released", "kill_switch.thrown"]
 
 
 def test_check_costs_at_most_three_queries(engine: sa.Engine) -> None:

@@ -27,6 +27,9 @@ EXPECTED_TABLES = {
     "detector_state",
     "ssf_jti",
     "ssf_streams",
+    "outbox",
+    "alerts",
+    "audit_head",
 }
 
 
@@ -50,7 +53,7 @@ def test_upgrade_is_idempotent_and_reaches_head(engine: sa.Engine) -> None:
     head = ScriptDirectory.from_config(alembic_config()).get_current_head()
     with engine.connect() as conn:
         current = MigrationContext.configure(conn).get_current_revision()
-    assert head == "0002"
+    assert head == "0003"
     assert current == head
 
 

@@ -9,7 +9,7 @@ import sqlalchemy as sa
 
 from revocation import Action, Mode, Status, TargetKind, store
 from revocation.store import orders as orders_module
-from revocation.tables import audit_log, families, kill_switches, orders, tokens
+from revocation.tables import audit_log, families, kill_switches, orders, outbox, tokens
 from tests.revocation.helpers import (
     TENANT,
     at,
@@ -63,7 +63,7 @@ def test_revoking_a_family_revokes_it_and_all_its_tokens(engine: sa.Engine) -> N
         {"families": 1, "tokens": 5},
     )
     kinds = [a.kind for a in rows(engine, sa.select(audit_log).order_by(audit_log.c.seq))]
-    assert kinds == ["order.recorded", "order.executed"]
+    assert kinds == ["order.recorded", "alert.opened", "order.executed"]
 
 
 def test_the_same_order_twice_changes_nothing_the_second_time(engine: sa.Engine) -> None:
@@ -104,7 +104,8 @@ def test_duplicates_within_one_call_are_recorded_once(engine: sa.Engine) -> None
     assert [x.order_id for x in outcomes] == [o.id, o.id]
     assert outcomes[1].tokens == 2
     assert scalar(engine, sa.select(sa.func.count()).select_from(orders)) == 1
-    assert scalar(engine, sa.select(sa.func.count()).select_from(audit_log)) == 2
+    # recorded, its alert opened, executed: once each
+    assert scalar(engine, sa.select(sa.func.count()).select_from(audit_log)) == 3
 
 
 def test_statements_per_order_do_not_grow_with_the_family(engine: sa.Engine) -> None:
@@ -116,7 +117,7 @@ def test_statements_per_order_do_not_grow_with_the_family(engine: sa.Engine) -> 
     assert (a.tokens, b.tokens) == (1, 500)
     assert revoked_tokens(engine, "fam-big") == 500
     assert len(small) == len(big)
-    assert len(big) < 20
+    assert len(big) < 30
 
 
 def test_dry_run_counts_what_it_would_revoke_and_changes_nothing(engine: sa.Engine) -> None:
@@ -206,7 +207,7 @@ def test_orders_are_durable_before_they_are_applied(
     assert revoked_tokens(engine, "fam-1") == 2
 
 
-def test_a_failing_apply_leaves_the_order_pending_until_retry(engine: sa.Engine) -> None:
+def test_a_failing_apply_marks_the_order_failed_until_retry(engine: sa.Engine) -> None:
     record(engine, chain("fam-1", 3) + chain("fam-2", 2))
 
     def fail_on_tokens_update(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
@@ -220,12 +221,16 @@ def test_a_failing_apply_leaves_the_order_pending_until_retry(engine: sa.Engine)
     finally:
         sa.event.remove(engine, "before_cursor_execute", fail_on_tokens_update)
 
-    assert out_bad.status == Status.PENDING
+    assert out_bad.status == Status.FAILED
     assert out_bad.error is not None
     assert "disk full" in out_bad.error
     assert (out_good.status, out_good.tokens) == (Status.DONE, 2)  # not held back by the other
     status = {r.id: r.status for r in rows(engine, sa.select(orders))}
-    assert status == {bad.id: "pending", good.id: "done"}
+    assert status == {bad.id: "failed", good.id: "done"}
+    (entry,) = rows(engine, sa.select(outbox).where(outbox.c.order_id == bad.id))
+    assert (entry.state, entry.attempts) == ("failed", 1)
+    assert NOW < entry.next_attempt_at <= at(1001)  # the first backoff: 0.25-0.5 s
+    assert "disk full" in entry.last_error
     # the failed order's partial work (the family upsert) was rolled back with its savepoint
     fam = {f.family_id: f for f in rows(engine, sa.select(families))}
     assert fam["fam-1"].revoked_at is None
@@ -246,7 +251,7 @@ def test_applying_an_already_applied_order_does_nothing(engine: sa.Engine) -> No
     store.execute_orders(engine, orders=[o], now=NOW)
     before = snapshot(engine, *ALL)
     with engine.begin() as conn:
-        out = orders_module._apply_one(conn, o, now=at(2000), actor="racer")
+        out = orders_module._apply_one(conn, o, now=at(2000), audit=[], backoff=None)
     assert snapshot(engine, *ALL) == before
     assert (out.status, out.families, out.tokens, out.duplicate) == (Status.DONE, 1, 2, False)
 
@@ -267,6 +272,6 @@ def test_list_orders_is_newest_first_with_status_and_effect(engine: sa.Engine) -
         NOW,
         {"families": 1, "tokens": 2},
     )
-    assert view.model_dump(exclude={"status", "executed_at", "affected"}) == old.model_dump(
-        exclude={"status"}
-    )
+    assert view.model_dump(
+        exclude={"status", "executed_at", "affected", "updated_at"}
+    ) == old.model_dump(exclude={"status"})
