@@ -52,6 +52,7 @@ from revocation.adapters.redis_denylist import DenylistKeys, RedisConfig, build_
 from revocation.routing import AlertPolicy, Route, Routing
 from revocation.txn import writing
 from tokenwarden.db import make_engine, upgrade
+from tokenwarden.logs import configure_logging
 from tokenwarden.pipeline import EmbeddedPipeline
 from tokenwarden.revocation_runtime import start_revocation
 from tokenwarden.runtime import tune_gc
@@ -422,8 +423,9 @@ def run_check_http(samples: int, concurrency: int) -> dict[str, Any]:
                 time.sleep(0.5)  # let the dispatcher reach Redis
                 # http.client: a thin keep-alive client, so the figures are the server's
                 host, port = base.removeprefix("http://").split(":")
-                conn = http.client.HTTPConnection(host, int(port), timeout=60)
                 for name, body in (("deny", deny), ("allow", allow)):
+                    # a fresh connection each round: the server closes idle keep-alives
+                    conn = http.client.HTTPConnection(host, int(port), timeout=60)
                     payload = orjson.dumps(body)
                     headers = {"content-type": "application/json"}
 
@@ -455,7 +457,7 @@ def run_check_http(samples: int, concurrency: int) -> dict[str, Any]:
                             asyncio.run(_concurrent(base, body, samples, concurrency))
                         ),
                     }
-                conn.close()
+                    conn.close()
         finally:
             if prefix:
                 _drop_prefix(prefix)
@@ -476,6 +478,7 @@ def main() -> None:
     )
     a = p.parse_args()
     parts = set(a.parts.split(","))
+    configure_logging(level="warning")  # the figures, not a log line per batch
     tune_gc()
     out: dict[str, Any] = {"bench": "revocation"}
     if "orders" in parts:
