@@ -157,6 +157,29 @@ DEVICE_NOT_COMPLIANT = PolicyRule(
     reason_prefix="CAEP device not compliant",
 )
 
+#: RFC 9700 §4.14 (sender-constrained or not, a bearer token used from two places at once
+#: was copied): the ``destination`` detector's critical finding is a family used from two
+#: networks inside its window — revoke the family.
+PARALLEL_USE_REVOKES_FAMILY = PolicyRule(
+    name="parallel-use-revokes-family",
+    detector="destination",
+    min_severity=Severity.CRITICAL,
+    action=Action.REVOKE,
+    target=TargetKind.FAMILY,
+    reason_prefix="token family used from two networks at once",
+)
+
+#: RFC 6749 §3.3: a token is good only for the scope granted at issuance; the
+#: ``scope_drift`` detector's critical finding is a scope exercised outside that grant.
+UNGRANTED_SCOPE_REVOKES_FAMILY = PolicyRule(
+    name="ungranted-scope-revokes-family",
+    detector="scope_drift",
+    min_severity=Severity.CRITICAL,
+    action=Action.REVOKE,
+    target=TargetKind.FAMILY,
+    reason_prefix="scope used outside the grant",
+)
+
 DEFAULT_RULES: tuple[PolicyRule, ...] = (
     REFRESH_REUSE_REVOKES_FAMILY,
     SESSION_REVOKED,
@@ -165,6 +188,8 @@ DEFAULT_RULES: tuple[PolicyRule, ...] = (
     ACCOUNT_ENABLED,
     CREDENTIAL_CHANGE,
     DEVICE_NOT_COMPLIANT,
+    PARALLEL_USE_REVOKES_FAMILY,
+    UNGRANTED_SCOPE_REVOKES_FAMILY,
 )
 
 

@@ -57,6 +57,26 @@ def test_detections_of_one_batch_on_one_family_merge_into_one_order() -> None:
     ]
 
 
+@pytest.mark.parametrize(
+    ("detector", "rule"),
+    [
+        ("destination", "parallel-use-revokes-family"),
+        ("scope_drift", "ungranted-scope-revokes-family"),
+    ],
+)
+def test_critical_usage_findings_revoke_the_family(detector: str, rule: str) -> None:
+    critical = detection(detector=detector, severity=Severity.CRITICAL, event_id="e1")
+    high = detection(detector=detector, severity=Severity.HIGH, event_id="e2")
+    (o,) = Policy.default().decide([critical, high], now=NOW)
+    assert (o.rule, o.action, o.target.kind, o.target.value) == (
+        rule,
+        Action.REVOKE,
+        TargetKind.FAMILY,
+        "fam-1",
+    )
+    assert o.detection_ids == (critical.id,)  # a high finding alone revokes nothing
+
+
 def test_detections_without_a_family_or_from_other_detectors_are_skipped() -> None:
     orders = Policy().decide(
         [detection(family=None), detection(detector="volume", event_id="e5")], now=NOW
