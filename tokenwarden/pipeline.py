@@ -38,6 +38,13 @@ from tokenwarden.state import TrackedState
 
 log = structlog.get_logger("tokenwarden.pipeline")
 
+#: The usage detectors' baselines (volume, scope_drift, destination, burst): most of the
+#: state written per batch, and a restart that loses their last seconds only makes them a
+#: little less sure. Everything else — refresh-token families (``rr/``, ``rrt/``), risk
+#: from Shared Signals, the engine's per-entity risk and cool-down — is saved with the
+#: batch that changed it, because forgetting it would let a replayed token through.
+USAGE_STATE_PREFIXES: tuple[str, ...] = ("vol/", "sd/", "dst/", "bu/")
+
 #: A write that must commit together with a batch (it gets the batch's connection).
 Extra = Callable[[sa.Connection], object]
 
@@ -83,11 +90,19 @@ class Stages:
         policy: Policy,
         state: TrackedState,
         routing: Routing | None = None,
+        usage_state_flush_seconds: float = 0.0,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.db = db
         self.engine = engine
         self.policy = policy
         self.state = state
+        #: usage baselines (``USAGE_STATE_PREFIXES``) are saved at most this often (seconds
+        #: of ``monotonic``, the process's clock: it bounds what a crash loses, whatever the
+        #: events' own times); the security-critical state with every batch
+        self.usage_state_flush_seconds = usage_state_flush_seconds
+        self.monotonic = monotonic
+        self._usage_flushed_at: float | None = None
         self.routing = routing or Routing()
         #: set by the composition root: metrics, and the in-process dispatcher, which gets
         #: the entries pre-claimed for it (``routing.preclaim``) after each commit
@@ -102,7 +117,7 @@ class Stages:
         started = time.perf_counter()
         detections = self.engine.process(events, self.state, now)
         orders = self.policy.decide(detections, now=now)
-        changed, deleted = self.state.take_changes()
+        changed, deleted = self.state.take_changes(hold=self._held())
         return BatchResult(
             events=events,
             detections=detections,
@@ -156,6 +171,27 @@ class Stages:
                             self.observer.delivered("store", "revoke", 0.0)
         result.seconds += time.perf_counter() - started
         return result
+
+    def _held(self) -> tuple[str, ...]:
+        """The state prefixes this batch leaves pending: the usage baselines, unless their
+        interval has passed (then everything pending is saved with this batch)."""
+        if self.usage_state_flush_seconds <= 0:
+            return ()
+        clock = self.monotonic()
+        last = self._usage_flushed_at
+        if last is None or clock - last >= self.usage_state_flush_seconds:
+            self._usage_flushed_at = clock
+            return ()
+        return USAGE_STATE_PREFIXES
+
+    def flush_state(self, *, now: datetime) -> int:
+        """Save every pending state change now (at stop, and at the end of a replay)."""
+        changed, deleted = self.state.take_changes()
+        if changed or deleted:
+            with self.db.begin() as conn:
+                store.save_state(conn, changed=changed, deleted=deleted, now=now)
+        self._usage_flushed_at = self.monotonic()
+        return len(changed) + len(deleted)
 
     def process(self, events: Sequence[AuditEvent], *, now: datetime) -> BatchResult:
         return self.persist(self.detect(events, now=now), now=now)
@@ -228,6 +264,10 @@ class EmbeddedPipeline:
         await self._queue.put(None)
         await self._task
         self._task = None
+        try:
+            await asyncio.to_thread(self.stages.flush_state, now=self.clock())
+        except Exception:
+            log.exception("saving the pending detector state at stop failed")
 
     def submit(
         self, events: list[AuditEvent], *, extras: Sequence[Extra] = ()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import IO
 
@@ -58,6 +59,7 @@ def replay(
     stats = ReplayStats()
     started = time.perf_counter()
     index = 0
+    last_now: datetime | None = None
     for done, block in _chunks(path, batch_size):
         items = list(iter_ndjson(block))
         parsed = normalize(
@@ -66,7 +68,7 @@ def replay(
         index += len(items)
         stats.rejected.extend(parsed.rejected)
         if parsed.events:
-            now = max(e.time for e in parsed.events)
+            now = last_now = max(e.time for e in parsed.events)
             result = stages.process(parsed.events, now=now)
             stats.events += len(parsed.events)
             stats.detections += len(result.detections)
@@ -79,6 +81,8 @@ def replay(
                     orders_out.write(o.to_json() + b"\n")
         if progress is not None:
             progress(done)
+    if last_now is not None:
+        stages.flush_state(now=last_now)  # the usage baselines still pending
     stats.seconds = time.perf_counter() - started
     return stats
 

@@ -54,6 +54,7 @@ def build_services(settings: Settings, *, migrate: bool = True) -> Services:
         policy=Policy.from_config(settings.policy.rules, settings.policy.modes),
         state=state,
         routing=build_routing(settings.revocation),
+        usage_state_flush_seconds=settings.usage_state_flush_seconds,
     )
     hasher = TokenHasher(hash_key(settings, db))
     return Services(

@@ -142,6 +142,12 @@ class Settings(BaseSettings):
     queue_batches: int = Field(default=64, ge=1, description="bounded pipeline queue")
     retry_after_seconds: int = Field(default=1, ge=1)
     sweep_interval_seconds: float = Field(default=3600.0, gt=0)
+    usage_state_flush_seconds: float = Field(
+        default=5.0,
+        ge=0,
+        description="save the usage baselines at most this often (0: with every batch); "
+        "refresh-token and risk state is saved with every batch regardless",
+    )
     enabled_detectors: list[str] | None = None
     detectors: dict[str, dict[str, Any]] = Field(default_factory=dict)
     policy: PolicySettings = Field(default_factory=PolicySettings)
