@@ -3,6 +3,10 @@
 Detectors are pure: everything they remember lives in the ``state`` mapping they are given
 (a dict in tests and in the embedded runner, a faust Table on Kafka), and the time comes in
 as ``now``. State values are plain JSON-serialisable data so any store can hold them.
+
+A detector may also have ``accepts(action: str) -> bool``: whether events of that action can
+make ``detect`` change state or report anything. The Engine then calls ``detect`` only for
+the actions it accepts (a detector without it gets every event).
 """
 
 from __future__ import annotations

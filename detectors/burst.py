@@ -58,6 +58,7 @@ class BurstDetector:
 
     def __init__(self, config: BurstConfig | None = None) -> None:
         self.config = config or BurstConfig()
+        self._window = self.config.window_seconds
 
     @classmethod
     def from_config(cls, params: dict[str, Any]) -> BurstDetector:
@@ -67,11 +68,9 @@ class BurstDetector:
         return standalone(self, event, state, now)
 
     def observe(self, obs: Observation, state: State) -> Finding | None:
-        event = obs.event
-        aud = event.audience
-        if event.action != "token.used" or aud is None:
+        aud = obs.audience
+        if obs.action != "token.used" or aud is None:
             return None
-        cfg = self.config
         t = obs.t
         key = _PREFIX + obs.principal
         rec = state.get(key)
@@ -79,47 +78,54 @@ class BurstDetector:
             rec = {"a": {}, "b": 0.0, "k": 1, "n": 0, "t": t, "ft": None}
         seen: dict[str, float] = rec["a"]
         prev = seen.get(aud)
-        window = cfg.window_seconds
+        window = self._window
         rec["n"] += 1
         rec["t"] = t
         found = None
-        if prev is None or t - prev > window:
+        if prev is not None and t - prev <= window:
+            # the common case: an audience already in the window
             seen[aud] = t
-            cutoff = t - window
-            distinct = sum(1 for v in seen.values() if v >= cutoff)
-            rec["k"] = distinct
-            usual = float(rec["b"])
-            mature = rec["n"] > cfg.min_history_events
-            trigger = (
-                max(cfg.min_distinct, cfg.ratio * usual + 2.0)
-                if mature
-                else float(cfg.min_distinct + cfg.cold_extra)
+            row = obs.row
+            if row is not None:
+                row[F_BURST] = rec["k"] / max(1.0, float(rec["b"]))
+            state[key] = rec
+            return None
+        cfg = self.config
+        # a new audience, or one back after a pause: it enters the window
+        seen[aud] = t
+        cutoff = t - window
+        distinct = sum(1 for v in seen.values() if v >= cutoff)
+        rec["k"] = distinct
+        usual = float(rec["b"])
+        mature = rec["n"] > cfg.min_history_events
+        trigger = (
+            max(cfg.min_distinct, cfg.ratio * usual + 2.0)
+            if mature
+            else float(cfg.min_distinct + cfg.cold_extra)
+        )
+        quiet = rec["ft"] is not None and t - rec["ft"] < cfg.quiet_seconds
+        if distinct >= trigger and not quiet:
+            rec["ft"] = t
+            recent = sorted((a for a, v in seen.items() if v >= cutoff), key=seen.__getitem__)
+            reason = (
+                f"{obs.who} called {distinct} distinct APIs within {window:.0f}s "
+                f"(usually {usual:.1f}; trigger {trigger:.0f}): {', '.join(recent)}"
             )
-            quiet = rec["ft"] is not None and t - rec["ft"] < cfg.quiet_seconds
-            if distinct >= trigger and not quiet:
-                rec["ft"] = t
-                recent = sorted((a for a, v in seen.items() if v >= cutoff), key=seen.__getitem__)
-                reason = (
-                    f"{obs.who} called {distinct} distinct APIs within {window:.0f}s "
-                    f"(usually {usual:.1f}; trigger {trigger:.0f}): {', '.join(recent)}"
-                )
-                evidence = {
-                    "distinct_audiences": distinct,
-                    "usual": round(usual, 2),
-                    "trigger": trigger,
-                    "window_seconds": window,
-                    "audiences": recent,
-                    "calls_on_record": rec["n"] - 1,
-                }
-                found = Finding(
-                    self.name, min(1.0, 0.75 + 0.05 * (distinct - trigger)), reason, evidence
-                )
-            elif not quiet and distinct < trigger:
-                rec["b"] = usual + 0.05 * (distinct - usual)
-            if len(seen) > cfg.max_audiences:
-                del seen[min(seen, key=seen.__getitem__)]
-        else:
-            seen[aud] = t
+            evidence = {
+                "distinct_audiences": distinct,
+                "usual": round(usual, 2),
+                "trigger": trigger,
+                "window_seconds": window,
+                "audiences": recent,
+                "calls_on_record": rec["n"] - 1,
+            }
+            found = Finding(
+                self.name, min(1.0, 0.75 + 0.05 * (distinct - trigger)), reason, evidence
+            )
+        elif not quiet and distinct < trigger:
+            rec["b"] = usual + 0.05 * (distinct - usual)
+        if len(seen) > cfg.max_audiences:
+            del seen[min(seen, key=seen.__getitem__)]
         if obs.row is not None:
             obs.row[F_BURST] = rec["k"] / max(1.0, float(rec["b"]))
         state[key] = rec

@@ -126,6 +126,7 @@ class DestinationDetector:
 
     def __init__(self, config: DestinationConfig | None = None) -> None:
         self.config = config or DestinationConfig()
+        self._max_switches = self.config.max_switches_per_hour
 
     @classmethod
     def from_config(cls, params: dict[str, Any]) -> DestinationDetector:
@@ -135,25 +136,66 @@ class DestinationDetector:
         return standalone(self, event, state, now)
 
     def observe(self, obs: Observation, state: State) -> Finding | None:
-        event = obs.event
-        if event.outcome != "success":
-            return None
-        if event.action != "token.used":
+        if obs.outcome != "success" or obs.action != "token.used":
             return None  # refreshes are refresh_reuse's to judge
-        rec = state.get(_PREFIX + obs.entity)
-        parallel = None if obs.net is None else self._family(obs, state, rec)
-        return self._usage(obs, state, rec, parallel)
+        key = _PREFIX + obs.entity
+        rec = state.get(key)
+        net = obs.net
+        t = obs.t
+        parallel = None
+        if net is not None:
+            family = obs.family
+            if family is not None:
+                fam_key = f"{_FAMILY}{obs.tenant}/{family}"
+                fam = state.get(fam_key)
+                if fam is not None and fam[0] == net:
+                    # the common case: the family's network again
+                    if t - fam[1] > 5.0:
+                        state[fam_key] = [net, t, obs.event.id, fam[3]]
+                else:
+                    parallel = self._family(obs, state, rec, fam_key, fam)
+        ua_str = obs.user_agent
+        ua = None if ua_str is None else (_UA_KEYS.get(ua_str) or _ua_key(ua_str))
+        if rec is not None and net == rec["ln"] and ua == rec["lu"] and parallel is None:
+            dest = obs.destination
+            dests: dict[str, int] = rec["d"]
+            sw = rec["sw"]
+            if sw > 0.01:
+                sw *= exp(-max(0.0, t - rec["t"]) / 3600.0)
+            if (dest is None or dest in dests) and sw <= self._max_switches:
+                # the common case: same network, same user agent, known destination
+                if net is not None:
+                    nets: dict[str, int] = rec["n"]
+                    nets[net] = nets.get(net, 0) + 1
+                if ua is not None:
+                    uas: dict[str, int] = rec["u"]
+                    uas[ua] = uas.get(ua, 0) + 1
+                rec["sw"] = sw
+                c = rec["c"] = rec["c"] + 1
+                rec["t"] = t
+                state[key] = rec
+                row = obs.row
+                if row is not None:
+                    row[F_NET_SWITCH] = sw
+                if c % 256 == 0:
+                    self._touch_population(state, obs.tenant, obs.agent, t)
+                return None
+        return self._usage(obs, state, key, rec, ua, parallel)
 
     # -- parallel use of one family ------------------------------------------------------
 
-    def _family(self, obs: Observation, state: State, rec: dict[str, Any] | None) -> Finding | None:
+    def _family(
+        self,
+        obs: Observation,
+        state: State,
+        rec: dict[str, Any] | None,
+        key: str,
+        fam: list[Any] | None,
+    ) -> Finding | None:
+        """``fam`` (under ``key``) is missing or names another network than ``obs.net``."""
         event = obs.event
         family = obs.family
-        if family is None:
-            return None
         net = obs.net
-        key = f"{_FAMILY}{event.tenant}/{family}"
-        fam = state.get(key)
         t = obs.t
         found = None
         if (
@@ -213,42 +255,20 @@ class DestinationDetector:
         self,
         obs: Observation,
         state: State,
+        key: str,
         rec: dict[str, Any] | None,
+        ua: str | None,
         parallel: Finding | None,
     ) -> Finding | None:
+        """Everything but the common case (``observe``): a new entity, another network or
+        user agent, a new destination, frequent switches, or a parallel use."""
         cfg = self.config
         event = obs.event
         t = obs.t
         net = obs.net
-        src = event.source
-        ua_str = src.user_agent if src is not None else None
-        ua = None if ua_str is None else (_UA_KEYS.get(ua_str) or _ua_key(ua_str))
-        dest = event.destination
-        key = _PREFIX + obs.entity
+        dest = obs.destination
         row = obs.row
-        if rec is not None and net == rec["ln"] and ua == rec["lu"] and parallel is None:
-            nets: dict[str, int] = rec["n"]
-            dests: dict[str, int] = rec["d"]
-            sw = rec["sw"]
-            if sw > 0.01:
-                sw *= exp(-max(0.0, t - rec["t"]) / 3600.0)
-            if (dest is None or dest in dests) and sw <= cfg.max_switches_per_hour:
-                # the common case: same network, same user agent, known destination
-                if net is not None:
-                    nets[net] = nets.get(net, 0) + 1
-                if ua is not None:
-                    uas: dict[str, int] = rec["u"]
-                    uas[ua] = uas.get(ua, 0) + 1
-                rec["sw"] = sw
-                rec["c"] += 1
-                rec["t"] = t
-                state[key] = rec
-                if row is not None:
-                    row[F_NET_SWITCH] = sw
-                if rec["c"] % 256 == 0:
-                    self._touch_population(state, event.tenant, obs.agent, t)
-                return None
-        pop_key = f"{_POP}{event.tenant}/{obs.agent}"
+        pop_key = f"{_POP}{obs.tenant}/{obs.agent}"
         pop = state.get(pop_key)
         pop_changed = False
         if pop is None:

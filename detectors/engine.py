@@ -7,7 +7,8 @@ so the same engine runs in the embedded pipeline, in faust agents and in tests.
 Two kinds of detectors:
 
 * **Plain detectors** (``refresh_reuse``, ``signal``, anything with only ``detect``): each
-  event goes to ``detect`` and whatever it returns is passed through as is — no threshold,
+  event goes to ``detect`` — only events of the actions it ``accepts``, when it says
+  (``detectors.base``) — and whatever it returns is passed through as is — no threshold,
   no cool-down (security signals fail closed).
 * **Usage detectors** (``volume``, ``scope_drift``, ``destination``, ``burst``: they have
   ``observe``) look at one shared :class:`~detectors.features.Observation` per
@@ -99,29 +100,56 @@ class Engine:
         )
         special = {id(d) for d in (*self._usage, *self._batch)}
         self._plain = tuple(d for d in self.detectors if id(d) not in special)
+        self._observers = tuple(u.observe for u in self._usage)
+        #: action -> the plain detectors' ``detect`` methods that want it (``accepts``)
+        self._plain_by_action: dict[str, tuple[Any, ...]] = {}
+
+    def _plain_for(self, action: str) -> tuple[Any, ...]:
+        """The ``detect`` of each plain detector that wants events of ``action``: one that
+        has ``accepts(action)`` says so; one without gets every event."""
+        wanted = tuple(
+            d.detect
+            for d in self._plain
+            if (accepts := getattr(d, "accepts", None)) is None or accepts(action)
+        )
+        cache = self._plain_by_action
+        if len(cache) >= 4096:  # actions are a small vocabulary; never grow without bound
+            cache.clear()
+        cache[action] = wanted
+        return wanted
 
     def process(self, batch: Sequence[AuditEvent], state: State, now: datetime) -> list[Detection]:
         out: list[Detection] = []
-        plain = self._plain
-        usage = self._usage
+        plain_by_action = self._plain_by_action
+        observers = self._observers
         batchers = self._batch
+        with_row = bool(batchers)
         pending: list[Observation] = []
         used: list[Observation] = []
         for event in batch:
-            for detector in plain:
-                found = detector.detect(event, state, now)
+            action = event.action
+            plain = plain_by_action.get(action)
+            if plain is None:
+                plain = self._plain_for(action)
+            for detect in plain:
+                found = detect(event, state, now)
                 if found:
                     out.extend(found)
-            if usage and event.action in USAGE_ACTIONS:
-                obs = Observation(event, bool(batchers))
-                for u in usage:
-                    finding = u.observe(obs, state)
+            if observers and action in USAGE_ACTIONS:
+                obs = Observation(event, with_row)
+                for observe in observers:
+                    finding = observe(obs, state)
                     if finding is not None:
-                        obs.add(finding)
-                if batchers:
-                    pending.append(obs)
-                    if event.action == "token.used":
+                        if obs.findings is None:
+                            obs.findings = [finding]
+                        else:
+                            obs.findings.append(finding)
+                if with_row:
+                    if action == "token.used":
                         used.append(obs)
+                        pending.append(obs)
+                    elif obs.findings is not None:
+                        pending.append(obs)
                 elif obs.findings is not None:
                     pending.append(obs)
         for b in batchers:

@@ -306,31 +306,35 @@ class ModelDetector:
             return
         import numpy as np
 
-        by_tenant: dict[str, list[Observation]] = {}
+        # per tenant: its observations, their rows (flat) and whether each is clean
+        by_tenant: dict[str, tuple[list[Observation], list[float], list[bool]]] = {}
         hours: dict[tuple[str, str, int], float] = {}
         for obs in observations:
-            if obs.row is None:
+            row = obs.row
+            if row is None:
                 continue
-            tenant = obs.event.tenant
+            tenant = obs.tenant
             hk = (tenant, obs.agent, obs.hour)
             factor = hours.get(hk)
             if factor is None:
                 pop = state.get(population_key(tenant, obs.agent))
                 factor = hours[hk] = hour_factor_of(pop, obs.t, obs.hour)
-            obs.row[F_HOUR] = factor
-            group = by_tenant.get(tenant)
-            if group is None:
-                by_tenant[tenant] = [obs]
-            else:
-                group.append(obs)
-        for tenant, group in by_tenant.items():
+            row[F_HOUR] = factor
+            entry = by_tenant.get(tenant)
+            if entry is None:
+                entry = by_tenant[tenant] = ([], [], [])
+            entry[0].append(obs)
+            entry[1].extend(row)
+            # the usage detectors' findings only: the model's own come later, and the
+            # rows it flags are left out of training anyway
+            entry[2].append(obs.findings is None or _clean(obs))
+        for tenant, (group, flat, clean_rows) in by_tenant.items():
             model = self.models.get(tenant)
-            rows = np.asarray([o.row for o in group], dtype=np.float64)
-            flagged = np.zeros(len(group), dtype=bool)
+            rows = np.array(flat, dtype=np.float64).reshape(len(group), N_FEATURES)
+            clean = np.array(clean_rows, dtype=bool)
             if model is not None:
-                flagged = self._score(model, group, rows)
-            clean = np.fromiter((_clean(o) for o in group), bool, len(group))
-            self._keep(tenant, rows[clean & ~flagged], group[0].t)
+                clean &= ~self._score(model, group, rows)
+            self._keep(tenant, rows[clean], group[0].t)
             if self.config.auto_fit:
                 self._maybe_fit(tenant, group[-1].t)
 

@@ -43,6 +43,7 @@ from ingest import AuditEvent
 
 IDP_REUSE_REASON = "refresh_token_reused"
 _FAMILY_PREFIX = "rr/"
+_ACTIONS = frozenset({"token.refreshed", "auth.failed"})
 _INDEX_PREFIX = "rrt/"
 
 # Layout of one consumed entry: [issued token, event time (epoch s), client, network, generation]
@@ -83,6 +84,12 @@ class RefreshReuseDetector:
         return cls(RefreshReuseConfig(**params))
 
     # -- the detector ------------------------------------------------------------------
+
+    @staticmethod
+    def accepts(action: str) -> bool:
+        """Only refreshes and failed authentications can say anything (the Engine calls
+        ``detect`` with no other action)."""
+        return action in _ACTIONS
 
     def detect(self, event: AuditEvent, state: State, now: datetime) -> list[Detection]:
         tok = event.token

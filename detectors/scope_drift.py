@@ -138,13 +138,11 @@ class ScopeDriftDetector:
         return standalone(self, event, state, now)
 
     def observe(self, obs: Observation, state: State) -> Finding | None:
-        event = obs.event
-        action = event.action
-        if action == "token.used":
-            if event.scopes:
+        if obs.action == "token.used":
+            if obs.scopes:
                 return self._used(obs, state)
             return None
-        if event.scopes and event.outcome == "success":
+        if obs.scopes and obs.outcome == "success":
             self._granted(obs, state)
         return None
 
@@ -172,47 +170,52 @@ class ScopeDriftDetector:
     def _used(self, obs: Observation, state: State) -> Finding | None:
         cfg = self.config
         event = obs.event
+        scopes = obs.scopes
         t = obs.t
         key = _PREFIX + obs.entity
         rec = state.get(key)
         family = obs.family
-        grant = state.get(f"{_GRANT}{event.tenant}/{family}") if family is not None else None
+        grant_key = None if family is None else f"{_GRANT}{obs.tenant}/{family}"
+        grant = None if grant_key is None else state.get(grant_key)
         touch_grant = grant is not None and t - grant[1] > 300.0
         if rec is not None:
             # the common case: every scope well used before, and within the grant
             counts: dict[str, int] = rec["s"]
             n = rec["n"]
             bar = cfg.rare_fraction * n
+            granted = None if grant is None else grant[0]
             usual = True
-            for scope in event.scopes:
+            for scope in scopes:
                 cnt = counts.get(scope, 0)
-                if cnt == 0 or cnt < bar or (grant is not None and scope not in grant[0]):
+                if cnt == 0 or cnt < bar or (granted is not None and scope not in granted):
                     usual = False
                     break
             if usual:
                 row = obs.row
-                top_weight = 0.0
-                memo = self._weights
-                for scope in event.scopes:
-                    counts[scope] += 1
-                    if row is not None:
+                if row is None:
+                    for scope in scopes:
+                        counts[scope] += 1
+                else:
+                    top_weight = 0.0
+                    memo = self._weights
+                    for scope in scopes:
+                        counts[scope] += 1
                         w = memo.get(scope)
                         if w is None:
                             w = self.weight(scope)
                         if w > top_weight:
                             top_weight = w
+                    row[F_SCOPE_WEIGHT] = top_weight
                 rec["n"] = n + 1
                 rec["t"] = t
                 state[key] = rec
-                if row is not None:
-                    row[F_SCOPE_WEIGHT] = top_weight
-                if touch_grant and grant is not None:
+                if touch_grant and grant is not None and grant_key is not None:
                     grant[1] = t
-                    state[f"{_GRANT}{event.tenant}/{family}"] = grant
+                    state[grant_key] = grant
                 if n % 256 == 0:
-                    self._touch_population(state, event.tenant, obs.agent, t)
+                    self._touch_population(state, obs.tenant, obs.agent, t)
                 return None
-        pop_key = f"{_POP}{event.tenant}/{obs.agent}"
+        pop_key = f"{_POP}{obs.tenant}/{obs.agent}"
         pop = state.get(pop_key)
         if pop is None:
             pop = {"n": 0, "s": {}, "t": t}
@@ -234,7 +237,7 @@ class ScopeDriftDetector:
         top_weight = 0.0
         top_novelty = 0.0
         flagged: set[str] = set()
-        for scope in event.scopes:
+        for scope in scopes:
             w = self.weight(scope)
             if w > top_weight:
                 top_weight = w
@@ -285,7 +288,7 @@ class ScopeDriftDetector:
             obs.row[F_SCOPE_NOVELTY] = top_novelty
 
         # learn what was not flagged
-        for scope in event.scopes:
+        for scope in scopes:
             if scope in flagged:
                 continue
             cnt = counts.get(scope, 0)
@@ -302,9 +305,9 @@ class ScopeDriftDetector:
         if pop_changed or t - pop["t"] > 3600.0:
             pop["t"] = t
             state[pop_key] = pop
-        if touch_grant and grant is not None:
+        if touch_grant and grant is not None and grant_key is not None:
             grant[1] = t
-            state[f"{_GRANT}{event.tenant}/{family}"] = grant
+            state[grant_key] = grant
 
         if critical is not None:
             scope, granted = critical

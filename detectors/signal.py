@@ -88,6 +88,11 @@ class SignalDetector:
     def from_config(cls, params: dict[str, Any]) -> SignalDetector:
         return cls(SignalConfig(**params))
 
+    @staticmethod
+    def accepts(action: str) -> bool:
+        """Only Shared Signals events (``ssf.*``); the Engine calls ``detect`` with no other."""
+        return action.startswith("ssf.")
+
     def detect(self, event: AuditEvent, state: State, now: datetime) -> list[Detection]:
         if not event.action.startswith("ssf."):
             return []

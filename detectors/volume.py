@@ -93,7 +93,15 @@ class VolumeDetector:
     name: ClassVar[str] = "volume"
 
     def __init__(self, config: VolumeConfig | None = None) -> None:
-        self.config = config or VolumeConfig()
+        cfg = self.config = config or VolumeConfig()
+        # what every call reads, unpacked at once (one attribute read, not six)
+        self._hot = (
+            *cfg.windows,
+            cfg.baseline_seconds,
+            cfg.min_history_events,
+            cfg.min_history_seconds,
+        )
+        self._floors = cfg.floors
 
     @classmethod
     def from_config(cls, params: dict[str, Any]) -> VolumeDetector:
@@ -103,11 +111,10 @@ class VolumeDetector:
         return standalone(self, event, state, now)
 
     def observe(self, obs: Observation, state: State) -> Finding | None:
-        event = obs.event
-        if event.action != "token.used":
+        if obs.action != "token.used":
             return None
         cfg = self.config
-        w0, w1, w2 = cfg.windows
+        w0, w1, w2, w_long, min_events, min_seconds = self._hot
         t = obs.t
         key = _PREFIX + obs.entity
         rec = state.get(key)
@@ -119,7 +126,7 @@ class VolumeDetector:
                 rec[_C0] = rec[_C0] * exp(-dt / w0) + 1.0
                 rec[_C1] = rec[_C1] * exp(-dt / w1) + 1.0
                 rec[_C2] = rec[_C2] * exp(-dt / w2) + 1.0
-                rec[_LONG] *= exp(-dt / cfg.baseline_seconds)
+                rec[_LONG] *= exp(-dt / w_long)
                 rec[_LAST] = t
             else:
                 rec[_C0] += 1.0
@@ -128,8 +135,8 @@ class VolumeDetector:
             rec[_N] += 1
         n = rec[_N]
         age = t - rec[_FIRST]
-        mature = n >= cfg.min_history_events and age >= cfg.min_history_seconds
-        rate = rec[_LONG] / max(60.0, min(age, cfg.baseline_seconds)) if mature else None
+        mature = n >= min_events and age >= min_seconds
+        rate = rec[_LONG] / max(60.0, min(age, w_long)) if mature else None
         row = obs.row
         if row is not None and rate is not None:
             if age >= 8.0 * w2:  # every window filled
@@ -140,13 +147,14 @@ class VolumeDetector:
                 row[F_VOL_1M] = log2((rec[_C0] + 1.0) / (rate * w0 * _fill(age, w0) + 1.0))
                 row[F_VOL_15M] = log2((rec[_C1] + 1.0) / (rate * w1 * _fill(age, w1) + 1.0))
                 row[F_VOL_1H] = log2((rec[_C2] + 1.0) / (rate * w2 * _fill(age, w2) + 1.0))
-        f0, f1, f2 = cfg.floors
-        pop_key = f"{_POP}{event.tenant}/{obs.agent}"
+        f0, f1, f2 = self._floors
         best: tuple[float, int, float, float] | None = None  # score, window, count, expected
         pop: list[Any] | None = None
+        pop_key: str | None = None
         hour_factor = 1.0
         if rec[_C0] >= f0 or rec[_C1] >= f1 or rec[_C2] >= f2:
             # over an absolute floor: the full test against the (hour-scaled) baseline
+            pop_key = f"{_POP}{obs.tenant}/{obs.agent}"
             pop = state.get(pop_key)
             hour_factor = hour_factor_of(pop, t, obs.hour)
             if rate is None and pop is not None and pop[1] > 0:
@@ -168,7 +176,8 @@ class VolumeDetector:
             rec[_LONG] += 1.0  # learn only from points not flagged
         state[key] = rec
         if n % 8 == 0 or n == 1:
-            if pop is None:
+            if pop_key is None:
+                pop_key = f"{_POP}{obs.tenant}/{obs.agent}"
                 pop = state.get(pop_key)
             self._update_population(state, pop_key, pop, rate if mature else None, obs)
         if best is None:
@@ -187,7 +196,7 @@ class VolumeDetector:
             f"{f', hour factor {hour_factor:.2f}' if hour_factor != 1.0 else ''})"
         )
         reason = (
-            f"{obs.who} made {fmt_count(count)} calls to {event.audience or 'an unnamed API'} "
+            f"{obs.who} made {fmt_count(count)} calls to {obs.audience or 'an unnamed API'} "
             f"in the last {_WINDOW_NAMES[i]}, {basis}; trigger {trigger:.0f} "
             f"(floor {cfg.floors[i]:.0f}), {fmt_count(n)} calls on record"
         )
