@@ -332,8 +332,10 @@ def _db_check(engine: sa.Engine, ask: dict[str, str], now: datetime) -> Any:
 
 
 @contextlib.contextmanager
-def _server(tmp: Path, prefix: str | None) -> Iterator[str]:
-    """``tokenwarden serve`` in its own process (client and server do not share a GIL)."""
+def _server(tmp: Path, prefix: str | None) -> Iterator[tuple[str, str]]:
+    """``tokenwarden serve`` in its own process (client and server do not share a GIL);
+    yields its URL and an API key of tenant ``bench`` (``ingest`` and ``check``) made with
+    ``tokenwarden keys create`` before the service starts."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -344,6 +346,18 @@ def _server(tmp: Path, prefix: str | None) -> Iterator[str]:
             f'[[revocation.adapters]]\ntype = "redis"\nurl = "{REDIS_URL}"\nprefix = "{prefix}"\n'
         )
     config.write_text(text)
+    cwd = Path(__file__).resolve().parents[1]
+    key = subprocess.run(
+        [
+            *(sys.executable, "-m", "tokenwarden.cli", "keys", "create"),
+            *("--config", str(config), "--tenant", "bench", "--scope", "ingest"),
+            *("--scope", "check"),
+        ],
+        cwd=cwd,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -355,7 +369,7 @@ def _server(tmp: Path, prefix: str | None) -> Iterator[str]:
             "--port",
             str(port),
         ],
-        cwd=Path(__file__).resolve().parents[1],
+        cwd=cwd,
     )
     base = f"http://127.0.0.1:{port}"
     try:
@@ -369,13 +383,13 @@ def _server(tmp: Path, prefix: str | None) -> Iterator[str]:
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError("the server did not start")
             time.sleep(0.1)
-        yield base
+        yield base, key
     finally:
         proc.terminate()
         proc.wait(timeout=30)
 
 
-async def _concurrent(base: str, body: dict[str, Any], n: int, concurrency: int) -> float:
+async def _concurrent(base: str, key: str, body: dict[str, Any], n: int, concurrency: int) -> float:
     left = n
 
     async def worker(client: httpx.AsyncClient) -> None:
@@ -386,7 +400,10 @@ async def _concurrent(base: str, body: dict[str, Any], n: int, concurrency: int)
             assert r.status_code == 200
 
     limits = httpx.Limits(max_connections=concurrency)
-    async with httpx.AsyncClient(base_url=base, limits=limits, timeout=60) as client:
+    headers = {"Authorization": f"Bearer {key}"}
+    async with httpx.AsyncClient(
+        base_url=base, limits=limits, timeout=60, headers=headers
+    ) as client:
         started = time.perf_counter()
         await asyncio.gather(*(worker(client) for _ in range(concurrency)))
         return n / (time.perf_counter() - started)
@@ -418,8 +435,10 @@ def run_check_http(samples: int, concurrency: int) -> dict[str, Any]:
     for mode in ("redis", "database"):
         prefix = f"twbench-{secrets.token_hex(4)}:" if mode == "redis" else None
         try:
-            with tempfile.TemporaryDirectory() as tmp, _server(Path(tmp), prefix) as base:
-                httpx.post(base + "/v1/events?wait=true", json=reuse, timeout=60)
+            with tempfile.TemporaryDirectory() as tmp, _server(Path(tmp), prefix) as (base, key):
+                auth = {"Authorization": f"Bearer {key}"}
+                r = httpx.post(base + "/v1/events?wait=true", json=reuse, timeout=60, headers=auth)
+                assert r.status_code == 202, r.text
                 time.sleep(0.5)  # let the dispatcher reach Redis
                 # http.client: a thin keep-alive client, so the figures are the server's
                 host, port = base.removeprefix("http://").split(":")
@@ -427,7 +446,7 @@ def run_check_http(samples: int, concurrency: int) -> dict[str, Any]:
                     # a fresh connection each round: the server closes idle keep-alives
                     conn = http.client.HTTPConnection(host, int(port), timeout=60)
                     payload = orjson.dumps(body)
-                    headers = {"content-type": "application/json"}
+                    headers = {"content-type": "application/json", **auth}
 
                     def ask(
                         payload: bytes = payload,
@@ -454,7 +473,7 @@ def run_check_http(samples: int, concurrency: int) -> dict[str, Any]:
                         "p99_ms": _pct(lat, 0.99),
                         "sequential_per_s": round(samples / sum(lat)),
                         "concurrent_per_s": round(
-                            asyncio.run(_concurrent(base, body, samples, concurrency))
+                            asyncio.run(_concurrent(base, key, body, samples, concurrency))
                         ),
                     }
                     conn.close()

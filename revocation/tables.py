@@ -264,8 +264,42 @@ ssf_streams = Table(
     Column("updated_at", UTCDateTime, nullable=False),
 )
 
+#: API keys (``tokenwarden.auth.api_keys``): ``twk_<id>_<secret>``, of which only the
+#: SHA-256 of the whole key is stored (``secret_hash``); the key itself is shown once, at
+#: creation. ``tenant`` NULL is the instance-wide admin key made on first start; ``scopes``
+#: a JSON list (``ingest``, ``check``, ``admin``, ``metrics``); ``role`` the role of an
+#: ``admin``-scoped key. A revoked key keeps its row (``revoked_at``) for the audit trail.
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", String, primary_key=True),
+    Column("secret_hash", String, nullable=False),
+    Column("tenant", Id),
+    Column("scopes", Json, nullable=False),
+    Column("role", String),
+    Column("name", Text),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("created_by", String, nullable=False),
+    Column("revoked_at", UTCDateTime),
+    Column("revoked_by", String),
+    Index("ix_api_keys_tenant", "tenant"),
+)
+
+#: The policy set through ``PUT /v1/policy`` (one row, ``id`` = 1): it replaces the
+#: configured ``[policy]`` from then on, across restarts. ``rules`` NULL means the defaults.
+policy_config = Table(
+    "policy_config",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("rules", NullableJson),
+    Column("modes", Json, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Column("updated_by", String, nullable=False),
+)
+
 __all__ = [
     "alerts",
+    "api_keys",
     "audit_head",
     "audit_log",
     "detections",
@@ -276,6 +310,7 @@ __all__ = [
     "metadata",
     "orders",
     "outbox",
+    "policy_config",
     "ssf_jti",
     "ssf_streams",
     "tokens",

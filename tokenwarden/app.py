@@ -2,27 +2,42 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+import sys
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
-from typing import Any
+from datetime import UTC, datetime
 
 import httpx
-import sqlalchemy as sa
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ingest import AuditEvent
-from tokenwarden import __version__
-from tokenwarden.api import admin_orders, check, events, hec, queries, ssf
-from tokenwarden.api.deps import PipelineDep, ServicesDep
+from tokenwarden import __version__, dashboard
+from tokenwarden.api import (
+    admin_orders,
+    check,
+    entities,
+    events,
+    health,
+    hec,
+    keys,
+    policy,
+    queries,
+    ssf,
+    ssf_admin,
+)
 from tokenwarden.api.errors import (
     ApiError,
     api_error_handler,
     http_error_handler,
     validation_error_handler,
 )
+from tokenwarden.auth.api_keys import ApiKeyAuthenticator, IssuedKey, bootstrap_admin_key
+from tokenwarden.auth.bearer import BearerVerifier
+from tokenwarden.auth.deps import Authenticator
 from tokenwarden.pipeline import BatchResult, EmbeddedPipeline, Extra
+from tokenwarden.recent import RecentEvents
 from tokenwarden.revocation_runtime import start_revocation
 from tokenwarden.services import Services, build_services
 from tokenwarden.settings import Settings
@@ -31,8 +46,29 @@ from tokenwarden.ssf_poller import Pollers
 from tokenwarden.ssf_receiver import SsfReceiver
 
 
-def create_app(settings: Settings, *, services: Services | None = None) -> FastAPI:
-    """The embedded service: API plus the in-process pipeline, started by the lifespan."""
+def print_admin_key(issued: IssuedKey) -> None:
+    """Show the first-start admin key once, on stderr — never through the log."""
+    sys.stderr.write(
+        "\n  tokenwarden: no API keys existed, so an admin key for every tenant was made.\n"
+        f"  It is shown this once (only its hash is stored):\n\n      {issued.key}\n\n"
+        "  Use it as 'Authorization: Bearer <key>'; make narrower keys with "
+        "'tokenwarden keys create'.\n\n"
+    )
+    sys.stderr.flush()
+
+
+def create_app(
+    settings: Settings,
+    *,
+    services: Services | None = None,
+    on_admin_key: Callable[[IssuedKey], None] | None = None,
+) -> FastAPI:
+    """The embedded service: API plus the in-process pipeline, started by the lifespan.
+
+    On the first start of a database without API keys an admin key of every tenant is
+    made and handed to ``on_admin_key`` (default: ``print_admin_key``) — the only time
+    the key exists outside the caller's hands; the store keeps its hash.
+    """
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -46,6 +82,16 @@ def create_app(settings: Settings, *, services: Services | None = None) -> FastA
         app.state.services = svc
         app.state.pipeline = pipeline
         http = httpx.AsyncClient(timeout=10.0, follow_redirects=False)
+        oidc = settings.auth.oidc
+        app.state.auth = Authenticator(
+            ApiKeyAuthenticator(svc.db, cache_seconds=settings.auth.key_cache_seconds),
+            BearerVerifier(oidc, client=http) if oidc is not None else None,
+        )
+        issued = bootstrap_admin_key(svc.db, now=datetime.now(UTC))
+        if issued is not None:
+            (on_admin_key or print_admin_key)(issued)
+        app.state.recent = recent = RecentEvents()
+        pipeline.on_batch = lambda result: recent.add(result.events, result.detections)
 
         async def submit(events: list[AuditEvent], extras: Sequence[Extra]) -> BatchResult:
             return await pipeline.submit(events, extras=extras)
@@ -83,29 +129,17 @@ def create_app(settings: Settings, *, services: Services | None = None) -> FastA
     app.add_exception_handler(ApiError, api_error_handler)
     app.add_exception_handler(RequestValidationError, validation_error_handler)
     app.add_exception_handler(StarletteHTTPException, http_error_handler)
+    app.include_router(health.router)
+    app.include_router(keys.router)
     app.include_router(events.router)
     app.include_router(queries.router)
     app.include_router(check.router)
     app.include_router(ssf.router)
     app.include_router(admin_orders.router)
+    app.include_router(entities.router)
+    app.include_router(policy.router)
+    app.include_router(ssf_admin.router)
     app.include_router(hec.router)
-
-    @app.get("/healthz", tags=["health"])
-    def healthz(services: ServicesDep, pipeline: PipelineDep) -> dict[str, Any]:
-        """Liveness plus the pipeline's queue depth and the database's reachability."""
-        try:
-            with services.db.connect() as conn:
-                conn.execute(sa.text("SELECT 1"))
-            database = "ok"
-        except sa.exc.SQLAlchemyError as exc:
-            database = f"error: {type(exc).__name__}"
-        return {
-            "status": "ok" if database == "ok" else "degraded",
-            "database": database,
-            "queue_depth": pipeline.depth,
-            "processed_events": pipeline.processed_events,
-            "processed_batches": pipeline.processed_batches,
-            "store_retries": pipeline.store_retries,
-        }
+    app.include_router(dashboard.router)  # the on-call dashboard at /
 
     return app

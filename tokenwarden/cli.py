@@ -43,7 +43,10 @@ def serve(
     host: Annotated[str | None, typer.Option(help="bind address")] = None,
     port: Annotated[int | None, typer.Option(help="bind port")] = None,
 ) -> None:
-    """Run the embedded service: API + in-process pipeline + SQLite (or PostgreSQL)."""
+    """Run the embedded service: API + in-process pipeline + SQLite (or PostgreSQL).
+
+    On the first start of a database without API keys, an admin key of every tenant is
+    made and printed once, on stderr (never to the log)."""
     from tokenwarden.app import create_app
     from tokenwarden.logs import configure_logging
     from tokenwarden.server import serve_forever
@@ -52,7 +55,10 @@ def serve(
     configure_logging(level=settings.log_level, fmt=settings.log_format)
     tune_gc()
     serve_forever(
-        create_app(settings), host=settings.host, port=settings.port, log_level=settings.log_level
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
     )
 
 
@@ -258,12 +264,14 @@ def ssf_verify(
 
 def _register_subcommands() -> None:
     """Commands that live in their own modules: ``simulate``/``evaluate``/``train``, and
-    ``revoke``/``kill``/``release``/``alerts``/``audit``."""
+    ``revoke``/``kill``/``release``/``alerts``/``audit``, and ``keys``."""
     from tokenwarden.cli_detectors import register as register_detectors
+    from tokenwarden.cli_keys import register as register_keys
     from tokenwarden.cli_revocation import register as register_revocation
 
     register_detectors(app)
     register_revocation(app)
+    register_keys(app)  # `keys create|list|revoke`
 
 
 _register_subcommands()

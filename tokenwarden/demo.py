@@ -20,6 +20,7 @@ from rich.console import Console
 from rich.table import Table
 
 from tokenwarden.app import create_app
+from tokenwarden.auth.api_keys import IssuedKey
 from tokenwarden.server import running
 from tokenwarden.settings import Settings
 
@@ -105,8 +106,12 @@ def run_demo(console: Console | None = None) -> int:
         settings = Settings(database_url=f"sqlite:///{Path(tmp) / 'demo.db'}", log_level="warning")
         console.rule("[bold]tokenwarden demo[/bold] — a stolen refresh token is replayed")
         console.print(f"starting the embedded service (SQLite at {tmp}/demo.db) …")
-        with running(create_app(settings)) as base, httpx.Client(base_url=base, timeout=30) as http:
-            console.print(f"service up at {base}\n")
+        issued: list[IssuedKey] = []
+        app = create_app(settings, on_admin_key=issued.append)
+        with running(app) as base, httpx.Client(base_url=base, timeout=30) as http:
+            # a fresh database: the service made its first-start admin key and handed it here
+            http.headers["Authorization"] = f"Bearer {issued[0].key}"
+            console.print(f"service up at {base} (signed in with its first-start admin key)\n")
             normal, replay = story(datetime.now(UTC))
 
             console.print(
@@ -136,8 +141,8 @@ def run_demo(console: Console | None = None) -> int:
                 "(HTTP request to family revoked in the store)\n"
             )
 
-            detections = http.get("/v1/detections", params={"tenant": TENANT}).json()
-            orders = http.get("/v1/orders", params={"tenant": TENANT}).json()
+            detections = http.get("/v1/detections", params={"tenant": TENANT}).json()["items"]
+            orders = http.get("/v1/orders", params={"tenant": TENANT}).json()["items"]
             family = http.get("/v1/families/fam-demo", params={"tenant": TENANT}).json()
             if not detections or not orders:
                 console.print("[red]no detection — the demo failed[/red]")

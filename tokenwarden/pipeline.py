@@ -249,6 +249,8 @@ class EmbeddedPipeline:
         self.processed_batches = 0
         self.failed_batches = 0
         self.store_retries = 0
+        #: told of every processed batch on the event loop (the admin API's recent events)
+        self.on_batch: Callable[[BatchResult], None] | None = None
 
     @property
     def depth(self) -> int:
@@ -329,6 +331,11 @@ class EmbeddedPipeline:
                 await self._persist(result, now)
             self.processed_events += len(events)
             self.processed_batches += 1
+            if self.on_batch is not None:
+                try:
+                    self.on_batch(result)
+                except Exception:
+                    log.exception("batch observer failed")
             for item in items:
                 if not item.done.done():
                     item.done.set_result(result)

@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from detectors import build_engine
 from ingest import Limits, Normalizer, TokenHasher
 from revocation import Policy, store
+from revocation.store.policy_config import StoredPolicy, get_policy_config
 from tokenwarden.db import get_or_create_secret, make_engine, upgrade
 from tokenwarden.formats import build_formats
 from tokenwarden.pipeline import Stages
@@ -41,6 +42,13 @@ def hash_key(settings: Settings, db: sa.Engine) -> bytes:
     return value.encode()
 
 
+def active_policy(settings: Settings, stored: StoredPolicy | None) -> Policy:
+    """The policy set through ``PUT /v1/policy`` if there is one, else ``[policy]``."""
+    if stored is not None:
+        return Policy.from_config(stored.rules, stored.modes)
+    return Policy.from_config(settings.policy.rules, settings.policy.modes)
+
+
 def build_services(settings: Settings, *, migrate: bool = True) -> Services:
     """Open the database (migrating it), load detector state, wire the stages."""
     db = make_engine(settings.database_url)
@@ -48,10 +56,11 @@ def build_services(settings: Settings, *, migrate: bool = True) -> Services:
         upgrade(db)
     with db.connect() as conn:
         state = TrackedState(store.load_state(conn))
+        stored = get_policy_config(conn)
     stages = Stages(
         db=db,
         engine=build_engine(settings.enabled_detectors, settings.detectors),
-        policy=Policy.from_config(settings.policy.rules, settings.policy.modes),
+        policy=active_policy(settings, stored),
         state=state,
         routing=build_routing(settings.revocation),
         usage_state_flush_seconds=settings.usage_state_flush_seconds,

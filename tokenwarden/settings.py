@@ -18,6 +18,7 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+from tokenwarden.auth.settings import AuthSettings
 from tokenwarden.revocation_settings import RevocationSettings
 
 
@@ -154,6 +155,7 @@ class Settings(BaseSettings):
     ingest: IngestSettings = Field(default_factory=IngestSettings)
     ssf: SsfSettings = Field(default_factory=SsfSettings)
     revocation: RevocationSettings = Field(default_factory=RevocationSettings)
+    auth: AuthSettings = Field(default_factory=AuthSettings)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["console", "json"] = "console"
 

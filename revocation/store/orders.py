@@ -159,6 +159,43 @@ def list_orders(
     return [view_of(row) for row in conn.execute(query)]
 
 
+def page_orders(
+    conn: Connection,
+    *,
+    tenant: str | None = None,
+    mode: Mode | None = None,
+    status: Status | None = None,
+    rule: str | None = None,
+    target: tuple[str, str] | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    before: tuple[datetime, str] | None = None,
+    limit: int = 100,
+) -> list[OrderView]:
+    """Orders, newest first, filtered; ``before`` is the keyset cursor ``(created_at, id)``
+    of the last order of the previous page."""
+    t = orders_table.c
+    query = select(orders_table).order_by(t.created_at.desc(), t.id.desc()).limit(limit)
+    if tenant is not None:
+        query = query.where(t.tenant == tenant)
+    if mode is not None:
+        query = query.where(t.mode == mode.value)
+    if status is not None:
+        query = query.where(t.status == status.value)
+    if rule is not None:
+        query = query.where(t.rule == rule)
+    if target is not None:
+        query = query.where(t.target_kind == target[0], t.target_value == target[1])
+    if since is not None:
+        query = query.where(t.created_at >= since)
+    if until is not None:
+        query = query.where(t.created_at < until)
+    if before is not None:
+        at, last_id = before
+        query = query.where(or_(t.created_at < at, and_(t.created_at == at, t.id < last_id)))
+    return [view_of(row) for row in conn.execute(query)]
+
+
 def get_order(conn: Connection, *, order_id: str) -> OrderView | None:
     row = conn.execute(select(orders_table).where(orders_table.c.id == order_id)).first()
     return view_of(row) if row is not None else None

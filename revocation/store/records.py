@@ -10,7 +10,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, delete, select
+from sqlalchemy import Connection, and_, bindparam, delete, or_, select
 
 from detectors.detection import Detection
 from revocation.statements import per_dialect
@@ -91,6 +91,43 @@ def list_detections(
         query = query.where(detections_table.c.tenant == tenant)
     if since is not None:
         query = query.where(detections_table.c.time >= since)
+    return [Detection.model_validate(data) for data in conn.scalars(query)]
+
+
+def page_detections(
+    conn: Connection,
+    *,
+    tenant: str | None = None,
+    entity: str | None = None,
+    detector: str | None = None,
+    severities: Sequence[str] | None = None,
+    family_id: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    before: tuple[datetime, str] | None = None,
+    limit: int = 100,
+) -> list[Detection]:
+    """Detections, newest first, filtered; ``before`` is the keyset cursor: only those
+    older than that ``(time, id)`` (a page after the last one seen)."""
+    t = detections_table.c
+    query = select(t.data).order_by(t.time.desc(), t.id.desc()).limit(limit)
+    if tenant is not None:
+        query = query.where(t.tenant == tenant)
+    if entity is not None:
+        query = query.where(t.entity == entity)
+    if detector is not None:
+        query = query.where(t.detector == detector)
+    if severities is not None:
+        query = query.where(t.severity.in_(list(severities)))
+    if family_id is not None:
+        query = query.where(t.data["family_id"].as_string() == family_id)
+    if since is not None:
+        query = query.where(t.time >= since)
+    if until is not None:
+        query = query.where(t.time < until)
+    if before is not None:
+        at, last_id = before
+        query = query.where(or_(t.time < at, and_(t.time == at, t.id < last_id)))
     return [Detection.model_validate(data) for data in conn.scalars(query)]
 
 

@@ -30,6 +30,8 @@ EXPECTED_TABLES = {
     "outbox",
     "alerts",
     "audit_head",
+    "api_keys",
+    "policy_config",
 }
 
 
@@ -53,7 +55,7 @@ def test_upgrade_is_idempotent_and_reaches_head(engine: sa.Engine) -> None:
     head = ScriptDirectory.from_config(alembic_config()).get_current_head()
     with engine.connect() as conn:
         current = MigrationContext.configure(conn).get_current_revision()
-    assert head == "0003"
+    assert head == "0004"
     assert current == head
 
 

@@ -11,6 +11,7 @@ import orjson
 import pytest
 from fastapi.testclient import TestClient
 
+from tests.credentials import authorize
 from tokenwarden.app import create_app
 from tokenwarden.settings import Settings
 
@@ -55,6 +56,7 @@ def settings(tmp_path: Path) -> Settings:
 @pytest.fixture
 def client(settings: Settings) -> Iterator[TestClient]:
     with TestClient(create_app(settings)) as c:
+        authorize(c)
         yield c
 
 
@@ -147,9 +149,9 @@ def test_reuse_revokes_the_family_and_check_denies(client: TestClient) -> None:
     ]
     r = client.post("/v1/events?wait=true", json=batch)
     assert r.json()["detections"] == 1 and r.json()["orders"] == 1
-    [det] = client.get("/v1/detections", params={"tenant": "acme"}).json()
+    [det] = client.get("/v1/detections", params={"tenant": "acme"}).json()["items"]
     assert det["detector"] == "refresh_reuse"
-    [order] = client.get("/v1/orders").json()
+    [order] = client.get("/v1/orders").json()["items"]
     assert order["target"] == {"kind": "family", "tenant": "acme", "value": "fam-1"}
     assert order["status"] == "done"
     assert order["detection_ids"] == [det["id"]]
@@ -173,6 +175,7 @@ def test_full_queue_answers_429_with_retry_after(tmp_path: Path) -> None:
     settings = Settings(database_url=f"sqlite:///{tmp_path / 'q.db'}", queue_batches=1)
     app = create_app(settings)
     with TestClient(app) as client:
+        authorize(client)
         pipeline = app.state.pipeline
         # hold the worker: the first batch blocks until released
         gate = threading.Event()

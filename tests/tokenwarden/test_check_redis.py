@@ -14,6 +14,7 @@ import redis
 from fastapi.testclient import TestClient
 
 from revocation.adapters.redis_denylist import DenylistKeys
+from tests.credentials import authorize
 from tests.revocation.conftest import REDIS_URL, redis_prefix
 from tokenwarden.app import create_app
 from tokenwarden.settings import Settings
@@ -72,13 +73,14 @@ def test_a_detected_reuse_reaches_the_denylist_and_check_reads_it_first(
     assert pubsub.get_message(timeout=5) is not None
     try:
         with TestClient(create_app(settings(tmp_path, REDIS_URL, redis_prefix))) as client:
+            authorize(client)
             assert client.post("/v1/events?wait=true", json=REUSE).json()["orders"] == 1
             msg = pubsub.get_message(timeout=10)
             assert msg is not None
             announced = orjson.loads(msg["data"])
             assert (announced["type"], announced["families"]) == ("revoked", ["fam-1"])
             assert r.exists(keys.family("acme", "fam-1")) == 1
-            [order] = client.get("/v1/orders").json()
+            [order] = client.get("/v1/orders").json()["items"]
             wait_for(lambda: client.get(f"/v1/orders/{order['id']}").json()["status"] == "done")
             deliveries = {
                 d["adapter"]: d
@@ -116,6 +118,7 @@ def test_a_kill_switch_and_its_release_reach_the_denylist(
     key = keys.kill("acme", "user", "jane@acme.example")
     try:
         with TestClient(create_app(settings(tmp_path, REDIS_URL, redis_prefix))) as client:
+            authorize(client)
             body = {
                 "action": "kill_switch",
                 "target": {"kind": "user", "tenant": "acme", "value": "jane@acme.example"},
@@ -149,10 +152,11 @@ def test_check_falls_back_to_the_store_when_redis_is_gone(tmp_path: Path) -> Non
     """Fail closed: the denylist being unreachable never turns a denial into an allow."""
     dead = "redis://127.0.0.1:1/0"
     with TestClient(create_app(settings(tmp_path, dead, "tw:"))) as client:
+        authorize(client)
         client.post("/v1/events?wait=true", json=REUSE)
         ans = client.post("/v1/check", json={"tenant": "acme", "family_id": "fam-1"}).json()
         assert (ans["allow"], ans["source"]) == (False, "database")
-        [order] = client.get("/v1/orders").json()
+        [order] = client.get("/v1/orders").json()["items"]
         wait_for(
             lambda: any(
                 d["adapter"] == "redis" and d["state"] == "failed"

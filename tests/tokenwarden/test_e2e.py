@@ -6,6 +6,7 @@ from pathlib import Path
 
 import httpx
 
+from tests.credentials import bearer, mint_key
 from tokenwarden.app import create_app
 from tokenwarden.demo import story
 from tokenwarden.server import running
@@ -17,7 +18,8 @@ def test_replayed_refresh_token_revokes_its_family_over_http(tmp_path: Path) -> 
 
     settings = Settings(database_url=f"sqlite:///{tmp_path / 'e2e.db'}")
     normal, replay = story(datetime(2026, 11, 23, 9, 0, tzinfo=UTC))
-    with running(create_app(settings)) as base, httpx.Client(base_url=base) as http:
+    app = create_app(settings)
+    with running(app) as base, httpx.Client(base_url=base, headers=bearer(mint_key(app))) as http:
         r = http.post("/v1/events", params={"wait": "true"}, json=normal)
         assert r.status_code == 202
         assert r.json()["detections"] == 0  # work, rotations and a benign race
@@ -34,11 +36,11 @@ def test_replayed_refresh_token_revokes_its_family_over_http(tmp_path: Path) -> 
             "orders": 1,
         }
 
-        [detection] = http.get("/v1/detections").json()
+        [detection] = http.get("/v1/detections").json()["items"]
         assert detection["detector"] == "refresh_reuse"
         assert detection["evidence"]["presented_token"] == "rt-2"
         assert detection["evidence"]["network"] == "as64999"
-        [order] = http.get("/v1/orders").json()
+        [order] = http.get("/v1/orders").json()["items"]
         assert order["status"] == "done"
         assert order["target"]["value"] == "fam-demo"
         family = http.get("/v1/families/fam-demo").json()
@@ -50,10 +52,11 @@ def test_replayed_refresh_token_revokes_its_family_over_http(tmp_path: Path) -> 
         assert "fam-demo" in denied["reason"]
 
     # a restart remembers: state and store survive, and the same replay changes nothing
-    with running(create_app(settings)) as base, httpx.Client(base_url=base) as http:
+    app = create_app(settings)
+    with running(app) as base, httpx.Client(base_url=base, headers=bearer(mint_key(app))) as http:
         r = http.post("/v1/events", params={"wait": "true"}, json=replay)
         assert r.json()["orders"] == 1  # decided again ...
-        orders = http.get("/v1/orders").json()
+        orders = http.get("/v1/orders").json()["items"]
         assert len(orders) == 1  # ... but idempotent in effect
         # the rotation state was reloaded from the snapshot: replaying rt-1 is still reuse
         rt1 = dict(

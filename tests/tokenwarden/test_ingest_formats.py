@@ -16,6 +16,7 @@ from fastapi.testclient import TestClient
 from splunk_hec_handler import SplunkHecHandler
 from typer.testing import CliRunner
 
+from tests.credentials import authorize, bearer, mint_key
 from tokenwarden.app import create_app
 from tokenwarden.cli import app as cli
 from tokenwarden.server import running
@@ -44,6 +45,7 @@ def settings(tmp_path: Path) -> Settings:
 @pytest.fixture
 def client(tmp_path: Path) -> Iterator[TestClient]:
     with TestClient(create_app(settings(tmp_path))) as c:
+        authorize(c)
         yield c
 
 
@@ -62,10 +64,10 @@ def test_idp_reuse_records_revoke_the_family_end_to_end(
     assert r.status_code == 202, r.text
     assert r.json()["detections"] == 1
     assert r.json()["orders"] == 1
-    [det] = client.get("/v1/detections").json()
+    [det] = client.get("/v1/detections").json()["items"]
     assert det["detector"] == "refresh_reuse"
     assert det["evidence"]["reported_by"] == fmt
-    [order] = client.get("/v1/orders").json()
+    [order] = client.get("/v1/orders").json()["items"]
     assert order["target"]["kind"] == "family"
     assert order["status"] == "done"
     family = order["target"]["value"]
@@ -130,7 +132,8 @@ def hec(
     token: str | None = HEC_TOKEN,
     path: str = "/services/collector/event",
 ) -> Any:
-    headers = {"authorization": f"Splunk {token}"} if token else {}
+    # no token: an empty header overrides the client's default (admin) credential
+    headers = {"authorization": f"Splunk {token}" if token else ""}
     return client.post(path, content=body, headers=headers)
 
 
@@ -207,7 +210,8 @@ def test_hec_health(client: TestClient) -> None:
 
 def test_a_real_hec_client_library_delivers_events(tmp_path: Path) -> None:
     """splunk-hec-handler (PyPI) posts HEC events exactly as a Splunk client does."""
-    with running(create_app(settings(tmp_path))) as base, httpx.Client(base_url=base) as http:
+    app = create_app(settings(tmp_path))
+    with running(app) as base, httpx.Client(base_url=base, headers=bearer(mint_key(app))) as http:
         port = int(base.rsplit(":", 1)[1])
         handler = SplunkHecHandler(
             "127.0.0.1",

@@ -11,6 +11,7 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
+from tests.credentials import bearer, mint_key
 from tests.ssf.helpers import AUDIENCE, ec_signer
 from tests.ssf.transmitter import MGMT_TOKEN, FakeTransmitter
 from tokenwarden.app import create_app
@@ -74,8 +75,8 @@ def test_poll_stream_connect_receive_status_and_verify(
     assert transmitter.streams[stream_id]["delivery"]["method"] == "urn:ietf:rfc:8936"
 
     with (
-        running(create_app(Settings(database_url=db_url))) as base,
-        httpx.Client(base_url=base) as http,
+        running(app := create_app(Settings(database_url=db_url))) as base,
+        httpx.Client(base_url=base, headers=bearer(mint_key(app))) as http,
     ):
         family = {
             "time": 1_800_000_000,
@@ -92,13 +93,13 @@ def test_poll_stream_connect_receive_status_and_verify(
         assert wait_for(lambda: "jti-poll-1" in transmitter.acked)
         denied = http.post("/v1/check", json={"tenant": "acme", "family_id": "fam-1"}).json()
         assert denied["allow"] is False
-        [order] = http.get("/v1/orders").json()
+        [order] = http.get("/v1/orders").json()["items"]
         assert order["rule"] == "caep-session-revoked-revokes-families"
 
         # a redelivery of an acked SET is acked again and not acted on twice
         transmitter.publish(stream_id, "jti-poll-1")
         assert wait_for(lambda: transmitter.acked.count("jti-poll-1") == 2)
-        assert len(http.get("/v1/orders").json()) == 1
+        assert len(http.get("/v1/orders").json()["items"]) == 1
 
         # a SET for another audience is reported in setErrs with the RFC 8935 code
         transmitter.publish(
@@ -129,8 +130,8 @@ def test_push_stream_connect_records_a_generated_authorization(
     assert header.startswith("Bearer ") and len(header) > 30
 
     with (
-        running(create_app(Settings(database_url=db_url))) as base,
-        httpx.Client(base_url=base) as http,
+        running(app := create_app(Settings(database_url=db_url))) as base,
+        httpx.Client(base_url=base, headers=bearer(mint_key(app))) as http,
     ):
         token = transmitter.sign("jti-push-1")
         ok = http.post(

@@ -16,6 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from revocation.tables import detections, kill_switches, orders, ssf_jti
+from tests.credentials import authorize
 from tests.ssf.conftest import JwksServer
 from tests.ssf.helpers import Signer, b64, ec_signer, rsa_signer
 from tokenwarden.app import create_app
@@ -60,6 +61,7 @@ def client(tmp_path: Path, jwks: JwksServer) -> Iterator[TestClient]:
         ssf=SsfSettings(transmitters=[transmitter], jwks_min_refresh_seconds=0),
     )
     with TestClient(create_app(cfg)) as c:
+        authorize(c)
         yield c
 
 
@@ -149,10 +151,10 @@ def test_session_revoked_revokes_that_sessions_families(client: TestClient, key:
     assert not allowed(client, family_id="f-s1")
     assert not allowed(client, token_id="f-s1-rt0")
     assert allowed(client, family_id="f-s2")
-    [order] = client.get("/v1/orders").json()
+    [order] = client.get("/v1/orders").json()["items"]
     assert order["target"] == {"kind": "session", "tenant": "acme", "value": "sess-1"}
     assert order["rule"] == "caep-session-revoked-revokes-families"
-    [det] = client.get("/v1/detections").json()
+    [det] = client.get("/v1/detections").json()["items"]
     assert det["detector"] == "signal"
     assert det["evidence"]["issuer"] == ISSUER
     assert "session-revoked" in det["reason"]

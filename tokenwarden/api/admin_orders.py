@@ -1,11 +1,13 @@
 """Admin API of the executor: orders with their deliveries, manual orders, kill switches,
 alerts, the audit trail, and ``/metrics``.
 
-Manual actions need an actor — who is doing this — for the audit trail: the ``actor``
-field of the body or the ``X-Tokenwarden-Actor`` header. Until the API authenticates its
-callers (a later issue) this is what the caller says it is: put the admin API behind a
-gateway that sets the header from its own authentication. ``Idempotency-Key`` makes a
-retried manual request the same order.
+Reads need the ``viewer`` role; revoking, throwing and releasing kill switches and
+acknowledging alerts need ``responder`` (``tokenwarden.auth``). A principal sees and acts on
+its own tenant only: another tenant's order, switch or alert is 404. The audit trail names
+the authenticated principal (``key:<id>`` or ``bearer:<sub>``); an ``actor`` field or
+``X-Tokenwarden-Actor`` header — say, the human behind a shared gateway key — is recorded
+after it (``key:ab12… as alice``). ``Idempotency-Key`` makes a retried manual request the
+same order. ``/metrics`` needs the ``metrics`` scope (or the ``admin`` role).
 """
 
 from __future__ import annotations
@@ -25,6 +27,17 @@ from revocation.store.outbox import DeliveryView
 from revocation.txn import writing
 from tokenwarden.api.deps import ConnDep, ServicesDep
 from tokenwarden.api.errors import ApiError
+from tokenwarden.api.paging import aware
+from tokenwarden.auth.deps import (
+    MetricsReader,
+    Responder,
+    Viewer,
+    forbidden,
+    not_found,
+    tenant_filter,
+    visible,
+)
+from tokenwarden.auth.principal import Principal
 from tokenwarden.revocation_runtime import RevocationRuntime
 
 router = APIRouter(tags=["revocation"])
@@ -45,25 +58,20 @@ def _runtime(request: Request) -> RevocationRuntime:
     return runtime
 
 
-def _actor(body_actor: str | None, header: str | None) -> str:
-    actor = (body_actor or header or "").strip()
-    if not actor:
-        raise ApiError(
-            422,
-            "actor_required",
-            f"say who is acting: an 'actor' field or the {ACTOR_HEADER} header",
-        )
-    return f"api:{actor}"
+def _actor(principal: Principal, body_actor: str | None, header: str | None) -> str:
+    """The audit trail's actor: the authenticated principal, then who it says acts."""
+    stated = (body_actor or header or "").strip()
+    return f"{principal.actor} as {stated}" if stated else principal.actor
 
 
 def _manual_error(exc: ManualOrderError) -> ApiError:
     return ApiError(_STATUS.get(exc.code, 422), exc.code, str(exc))
 
 
-def _order_document(conn: Any, order_id: str) -> dict[str, Any]:
+def _order_document(conn: Any, order_id: str, principal: Principal) -> dict[str, Any]:
     order = store.get_order(conn, order_id=order_id)
-    if order is None:
-        raise ApiError(404, "not_found", f"no order {order_id!r}")
+    visible(principal, order.target.tenant if order else None, f"order {order_id!r}")
+    assert order is not None
     deliveries = store.deliveries(conn, order_id=order_id)
     doc = order.model_dump(mode="json")
     doc["deliveries"] = [_delivery(d, order.affected) for d in deliveries]
@@ -101,13 +109,16 @@ def _switch(s: Any) -> dict[str, Any]:
 @router.get("/v1/orders/summary")
 def orders_summary(
     conn: ConnDep,
+    principal: Viewer,
     mode: Literal["dry_run", "enforce"] = "dry_run",
     tenant: Tenant = None,
     since: datetime | None = None,
 ) -> dict[str, Any]:
     """What the orders of a mode did — for ``dry_run``: "would have revoked N families"
     (and tokens, and thrown M kill switches), in total and per rule."""
-    s = store.summarize(conn, mode=Mode(mode), tenant=tenant, since=since)
+    s = store.summarize(
+        conn, mode=Mode(mode), tenant=tenant_filter(principal, tenant), since=aware(since)
+    )
     verb = "would have revoked" if mode == "dry_run" else "revoked"
     return {
         "mode": mode,
@@ -127,10 +138,10 @@ def orders_summary(
 
 
 @router.get("/v1/orders/{order_id}")
-def get_order(conn: ConnDep, order_id: str) -> dict[str, Any]:
+def get_order(conn: ConnDep, principal: Viewer, order_id: str) -> dict[str, Any]:
     """One order: status, what it affected, its delivery to each adapter (state, attempts,
     last error, next attempt), its alert and its audit trail."""
-    return _order_document(conn, order_id)
+    return _order_document(conn, order_id, principal)
 
 
 class TargetBody(BaseModel):
@@ -155,20 +166,49 @@ def create_order(
     body: ManualOrderBody,
     request: Request,
     services: ServicesDep,
+    principal: Responder,
     actor: ActorHeader = None,
     idempotency_key: IdempotencyHeader = None,
 ) -> JSONResponse:
-    """A manual revoke or kill switch. 201 with the order and its deliveries; 200 when the
-    ``Idempotency-Key`` names an order made before."""
+    """A manual revoke or kill switch (``responder``). 201 with the order and its
+    deliveries; 200 when the ``Idempotency-Key`` names an order made before."""
+    return _manual(
+        request,
+        services,
+        principal,
+        action=Action(body.action),
+        kind=body.target.kind,
+        tenant=body.target.tenant,
+        value=body.target.value,
+        reason=body.reason,
+        actor=_actor(principal, body.actor, actor),
+        idempotency_key=idempotency_key,
+    )
+
+
+def _manual(
+    request: Request,
+    services: Any,
+    principal: Principal,
+    *,
+    action: Action,
+    kind: TargetKind,
+    tenant: str,
+    value: str,
+    reason: str,
+    actor: str,
+    idempotency_key: str | None,
+) -> JSONResponse:
+    visible(principal, tenant, f"tenant {tenant!r}")
     runtime = _runtime(request)
     try:
         order = manual_order(
-            action=Action(body.action),
-            kind=body.target.kind,
-            value=body.target.value,
-            tenant=body.target.tenant,
-            reason=body.reason,
-            actor=_actor(body.actor, actor),
+            action=action,
+            kind=kind,
+            value=value,
+            tenant=tenant,
+            reason=reason,
+            actor=actor,
             now=datetime.now(UTC),
             request_id=idempotency_key,
         )
@@ -176,7 +216,7 @@ def create_order(
         raise _manual_error(exc) from None
     outcome = runtime.submit(services.db, order)
     with services.db.connect() as conn:
-        doc = _order_document(conn, outcome.order_id)
+        doc = _order_document(conn, outcome.order_id, principal)
     return JSONResponse(doc, status_code=200 if outcome.duplicate else 201)
 
 
@@ -185,12 +225,58 @@ def create_order(
 
 @router.get("/v1/kill-switches")
 def list_kill_switches(
-    conn: ConnDep, tenant: Tenant = None, active: bool = True, limit: Limit = 100
+    conn: ConnDep,
+    principal: Viewer,
+    tenant: Tenant = None,
+    active: bool = True,
+    limit: Limit = 100,
 ) -> list[dict[str, Any]]:
     """Kill switches, newest first (only the active ones unless ``active=false``)."""
-    return [
-        _switch(s) for s in store.list_switches(conn, tenant=tenant, active=active, limit=limit)
-    ]
+    found = store.list_switches(
+        conn, tenant=tenant_filter(principal, tenant), active=active, limit=limit
+    )
+    return [_switch(s) for s in found]
+
+
+class ThrowBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["user", "agent", "client", "session", "tenant"]
+    value: str = Field(min_length=1, max_length=512)
+    tenant: str | None = Field(
+        default=None, min_length=1, max_length=128, description="default: the caller's tenant"
+    )
+    reason: str = Field(min_length=1, max_length=2000)
+    actor: str | None = Field(default=None, max_length=256)
+
+
+@router.post("/v1/kill-switches", status_code=201)
+def throw_kill_switch(
+    body: ThrowBody,
+    request: Request,
+    services: ServicesDep,
+    principal: Responder,
+    actor: ActorHeader = None,
+    idempotency_key: IdempotencyHeader = None,
+) -> JSONResponse:
+    """Throw a kill switch on a user, agent, client, session or a whole tenant
+    (``responder``): everything of it is denied until released. Answers like
+    ``POST /v1/orders``: the kill-switch order, with ``kill_switch`` once thrown."""
+    tenant = body.tenant or principal.tenant
+    if tenant is None:
+        raise ApiError(422, "tenant_required", "name the tenant of the kill switch")
+    return _manual(
+        request,
+        services,
+        principal,
+        action=Action.KILL_SWITCH,
+        kind=TargetKind(body.kind),
+        tenant=tenant,
+        value=body.value,
+        reason=body.reason,
+        actor=_actor(principal, body.actor, actor),
+        idempotency_key=idempotency_key,
+    )
 
 
 class ReleaseBody(BaseModel):
@@ -206,13 +292,18 @@ def release_kill_switch(
     body: ReleaseBody,
     request: Request,
     services: ServicesDep,
+    principal: Responder,
     actor: ActorHeader = None,
     idempotency_key: IdempotencyHeader = None,
 ) -> dict[str, Any]:
-    """Release a kill switch (a reason is required; audited with the actor). The release
-    is an order: it reaches the denylist and webhooks through the outbox."""
+    """Release a kill switch (``responder``; a reason is required; audited with the
+    actor). The release is an order: it reaches the denylist and webhooks through the
+    outbox."""
+    who = _actor(principal, body.actor, actor)
+    with services.db.connect() as conn:
+        switch = store.get_switch(conn, kill_switch_id=kill_switch_id)
+    visible(principal, switch.tenant if switch else None, f"kill switch {kill_switch_id!r}")
     runtime = _runtime(request)
-    who = _actor(body.actor, actor)
     try:
         with services.db.connect() as conn:
             order = release_order(
@@ -227,7 +318,7 @@ def release_kill_switch(
         raise _manual_error(exc) from None
     outcome = runtime.submit(services.db, order)
     with services.db.connect() as conn:
-        return _order_document(conn, outcome.order_id)
+        return _order_document(conn, outcome.order_id, principal)
 
 
 # -- alerts -----------------------------------------------------------------------------
@@ -235,22 +326,32 @@ def release_kill_switch(
 
 @router.get("/v1/alerts")
 def list_alerts(
-    conn: ConnDep, tenant: Tenant = None, unacknowledged: bool = False, limit: Limit = 100
+    conn: ConnDep,
+    principal: Viewer,
+    tenant: Tenant = None,
+    unacknowledged: bool = False,
+    limit: Limit = 100,
 ) -> list[dict[str, Any]]:
     """Alerts, newest first."""
-    found = store.list_alerts(conn, tenant=tenant, unacknowledged=unacknowledged, limit=limit)
+    found = store.list_alerts(
+        conn,
+        tenant=tenant_filter(principal, tenant),
+        unacknowledged=unacknowledged,
+        limit=limit,
+    )
     return [a.model_dump(mode="json") for a in found]
 
 
 @router.get("/v1/alerts/{alert_id}")
-def get_alert(conn: ConnDep, alert_id: str) -> dict[str, Any]:
+def get_alert(conn: ConnDep, principal: Viewer, alert_id: str) -> dict[str, Any]:
     """One alert as on-call receives it (the ``json`` format)."""
     from revocation.alerts import render_json
 
-    ctx = alert_context(conn, alert_id=alert_id)
     alert = store.get_alert(conn, alert_id=alert_id)
+    visible(principal, alert.tenant if alert else None, f"alert {alert_id!r}")
+    ctx = alert_context(conn, alert_id=alert_id)
     if ctx is None or alert is None:
-        raise ApiError(404, "not_found", f"no alert {alert_id!r}")
+        raise not_found(f"alert {alert_id!r}")
     return {**render_json(ctx), "alert": alert.model_dump(mode="json")}
 
 
@@ -263,11 +364,18 @@ class AckBody(BaseModel):
 
 @router.post("/v1/alerts/{alert_id}/ack")
 def acknowledge_alert(
-    alert_id: str, services: ServicesDep, body: AckBody | None = None, actor: ActorHeader = None
+    alert_id: str,
+    services: ServicesDep,
+    principal: Responder,
+    body: AckBody | None = None,
+    actor: ActorHeader = None,
 ) -> dict[str, Any]:
-    """Acknowledge an alert (audited with the actor)."""
+    """Acknowledge an alert (``responder``; audited with the actor)."""
     body = body or AckBody()
-    who = _actor(body.actor, actor)
+    who = _actor(principal, body.actor, actor)
+    with services.db.connect() as conn:
+        found = store.get_alert(conn, alert_id=alert_id)
+    visible(principal, found.tenant if found else None, f"alert {alert_id!r}")
     with writing(services.db) as conn:
         alert = store.acknowledge(
             conn, alert_id=alert_id, actor=who, note=body.note, now=datetime.now(UTC)
@@ -282,17 +390,51 @@ def acknowledge_alert(
 
 @router.get("/v1/audit")
 def list_audit(
-    conn: ConnDep, ref: str | None = None, kind: str | None = None, limit: Limit = 100
+    conn: ConnDep,
+    principal: Viewer,
+    ref: Annotated[str | None, Query(max_length=512)] = None,
+    kind: Annotated[str | None, Query(max_length=100)] = None,
+    limit: Limit = 100,
 ) -> list[dict[str, Any]]:
-    """Audit rows, newest first (about ``ref`` — an order, switch or alert id)."""
-    return [
-        a.model_dump(mode="json") for a in store.list_audit(conn, ref=ref, kind=kind, limit=limit)
-    ]
+    """Audit rows, newest first (about ``ref`` — an order, switch, alert, detection or key
+    id). A tenant's principal sees the rows about its tenant's objects only."""
+    if principal.tenant is None:
+        found = store.list_audit(conn, ref=ref, kind=kind, limit=limit)
+    else:
+        found = [
+            a
+            for a in store.list_audit(conn, ref=ref, kind=kind, limit=min(5000, limit * 10))
+            if _audit_tenants(conn, [a]).get(a.seq) == principal.tenant
+        ][:limit]
+    return [a.model_dump(mode="json") for a in found]
+
+
+def _audit_tenants(conn: Any, entries: list[Any]) -> dict[int, str | None]:
+    """The tenant each audit row is about: its data's ``tenant``, else its ``ref``'s."""
+    from sqlalchemy import select
+
+    from revocation.tables import alerts, api_keys, detections, kill_switches, orders
+
+    out: dict[int, str | None] = {}
+    for a in entries:
+        tenant = a.data.get("tenant") if isinstance(a.data, dict) else None
+        if tenant is None and a.ref is not None:
+            for table in (orders, kill_switches, alerts, detections, api_keys):
+                tenant = conn.execute(
+                    select(table.c.tenant).where(table.c.id == a.ref)
+                ).scalar_one_or_none()
+                if tenant is not None:
+                    break
+        out[a.seq] = tenant if isinstance(tenant, str) else None
+    return out
 
 
 @router.get("/v1/audit/verify")
-def verify_audit(conn: ConnDep) -> dict[str, Any]:
-    """Recompute the hash chain; name the first broken link."""
+def verify_audit(conn: ConnDep, principal: Viewer) -> dict[str, Any]:
+    """Recompute the hash chain; name the first broken link. The chain spans every tenant:
+    this needs a principal of every tenant."""
+    if principal.tenant is not None:
+        raise forbidden("the audit chain spans every tenant: verifying it needs a global key")
     report = store.verify_chain(conn)
     return {
         "ok": report.ok,
@@ -308,7 +450,7 @@ def verify_audit(conn: ConnDep) -> dict[str, Any]:
 
 
 @router.get("/metrics", include_in_schema=False)
-def metrics(request: Request) -> Response:
+def metrics(request: Request, principal: MetricsReader) -> Response:
     """Prometheus exposition (``tokenwarden.metrics`` lists the series)."""
     from prometheus_client import CONTENT_TYPE_LATEST
 

@@ -6,6 +6,9 @@ first — one MGET of every key the request names; a hit is the answer. A miss, 
 without a tenant, or Redis being unreachable falls through to the store, which is the
 source of truth. Fail closed: anything revoked or under an active kill switch is denied,
 with the reason and the order or kill switch behind it; ``source`` says who answered.
+
+Needs the ``check`` scope (or any role). A tenant's credential asks about its own tenant:
+a request without ``tenant`` gets it, one naming another tenant is 404.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from revocation import store
 from revocation.store.checks import CheckResult
+from tokenwarden.auth.deps import Checker, tenant_filter
 from tokenwarden.services import Services
 
 log = structlog.get_logger("tokenwarden.check")
@@ -80,11 +84,12 @@ def _db_check(services: Services, tenant: str | None, ids: dict[str, str | None]
 
 
 @router.post("/check", response_model=CheckResponse)
-async def check(body: CheckRequest, request: Request) -> Response:
+async def check(body: CheckRequest, request: Request, principal: Checker) -> Response:
     """Allow or deny, with the reason and the order or kill switch behind a denial.
 
     A Redis hit is answered on the event loop; the store is asked in a worker thread."""
     started = time.perf_counter()
+    tenant = tenant_filter(principal, body.tenant)
     services: Services = request.app.state.services
     token_id = services.hasher.identifier(body.token_id) if body.token_id else None
     ids = {
@@ -101,12 +106,12 @@ async def check(body: CheckRequest, request: Request) -> Response:
     source = "redis"
     if reader is not None:
         try:
-            result = await reader.acheck(tenant=body.tenant, **ids)
+            result = await reader.acheck(tenant=tenant, **ids)
         except redis.RedisError as exc:
             log.warning("denylist unreachable; checking the store", error=str(exc))
     if result is None:
         source = "database"
-        result = await run_in_threadpool(_db_check, services, body.tenant, ids)
+        result = await run_in_threadpool(_db_check, services, tenant, ids)
     if runtime is not None:
         runtime.metrics.checked(
             allow=result.allow, source=source, seconds=time.perf_counter() - started

@@ -10,9 +10,10 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
-from ingest import IngestError, UnknownFormat, decode
+from ingest import AuditEvent, IngestError, NormalizedBatch, Rejected, UnknownFormat, decode
 from tokenwarden.api.deps import PipelineDep, ServicesDep
 from tokenwarden.api.errors import ApiError
+from tokenwarden.auth.deps import Ingest, tenant_filter
 from tokenwarden.formats import normalize
 from tokenwarden.pipeline import QueueFull
 
@@ -47,6 +48,25 @@ async def read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
+def keep_own_tenant(parsed: NormalizedBatch, tenant: str | None) -> None:
+    """Reject (each alone, with its index) the events of a tenant other than ``tenant``
+    — a tenant's key writes into its own tenant only. ``None``: every tenant."""
+    if tenant is None:
+        return
+    skipped = {r.index for r in parsed.rejected} | set(parsed.ignored)
+    total = len(parsed.events) + len(skipped)
+    kept = [i for i in range(total) if i not in skipped]
+    events: list[AuditEvent] = []
+    for index, event in zip(kept, parsed.events, strict=True):
+        if event.tenant == tenant:
+            events.append(event)
+        else:
+            reason = f"tenant {event.tenant!r} is not the tenant of this credential"
+            parsed.rejected.append(Rejected(index, reason))
+    parsed.rejected.sort(key=lambda r: r.index)
+    parsed.events = events
+
+
 @router.post(
     "/events",
     status_code=202,
@@ -62,6 +82,7 @@ async def post_events(
     request: Request,
     services: ServicesDep,
     pipeline: PipelineDep,
+    principal: Ingest,
     wait: Annotated[bool, Query(description="answer after the batch was processed")] = False,
     format: Annotated[
         str | None,
@@ -80,7 +101,13 @@ async def post_events(
     Valid events go through even when others are rejected; the answer lists the accepted
     count, each rejected index with its reason, and how many records were recognised but
     deliberately ignored (an IdP log event that says nothing about a token).
+
+    Needs the ``ingest`` scope (or the ``admin`` role). A tenant's credential writes into
+    its own tenant: records that name none get it, and an event naming another tenant is
+    rejected (with its index, like any invalid event); ``tenant=`` naming another is 404.
     """
+    own = tenant_filter(principal, tenant)
+    tenant = own if principal.tenant is not None else tenant
     body = await read_body(request, services.limits.max_bytes)
     try:
         items = decode(
@@ -99,12 +126,13 @@ async def post_events(
         )
     except UnknownFormat as exc:
         raise ApiError(400, "unknown_format", str(exc)) from None
+    keep_own_tenant(parsed, principal.tenant)
     services.rejected.add(
         rejected=parsed.rejected,
         items=items,
         source="/v1/events",
         fmt=format,
-        tenant=tenant,
+        tenant=tenant or principal.tenant,
         at=datetime.now(UTC),
     )
     rejected = [RejectedEvent(index=r.index, reason=r.reason) for r in parsed.rejected]

@@ -9,7 +9,9 @@ else the one its ``sourcetype`` maps to (``[ingest.sourcetypes]``), else detecte
 ``POST /services/collector/raw``: one record per line; ``?sourcetype=`` picks the format.
 ``GET /services/collector/health``.
 
-Authentication is the HEC token: ``Authorization: Splunk <token>``. Each token belongs to one
+Authentication is the HEC token: ``Authorization: Splunk <token>`` — a configured
+``[[ingest.hec_tokens]]`` token, or a tokenwarden API key of one tenant with the ``ingest``
+scope (``tokenwarden keys create --tenant T --scope ingest``). Each token belongs to one
 tenant; a record naming another tenant is rejected. Answers are HEC-shaped:
 ``{"text": "Success", "code": 0}``; ``401 {"text": "Token is required", "code": 2}``;
 ``401 … "Invalid authorization", 3``; ``403 … "Invalid token", 4``; ``400 … "No data", 5``;
@@ -31,11 +33,15 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
+from pydantic import SecretStr
 
 from ingest import AuditEvent, Rejected, UnknownFormat, iter_ndjson
 from tokenwarden.api.deps import PipelineDep, ServicesDep
 from tokenwarden.api.errors import ApiError
 from tokenwarden.api.events import read_body
+from tokenwarden.auth.api_keys import looks_like_key
+from tokenwarden.auth.deps import Authenticator
+from tokenwarden.auth.principal import Role, Scope
 from tokenwarden.formats import normalize
 from tokenwarden.pipeline import QueueFull
 from tokenwarden.services import Services
@@ -54,13 +60,17 @@ class HecRefusal(Exception):
         self.response = _hec(text, code, status, **extra)
 
 
-def _token(services: Services, authorization: str | None) -> HecToken:
-    """The HEC token the request carries (constant-time compares against every token)."""
+async def _token(request: Request, services: Services) -> HecToken:
+    """The HEC token the request carries: an ingest API key of one tenant, or one of the
+    configured tokens (constant-time compares against every one)."""
+    authorization = request.headers.get("authorization")
     if not authorization:
         raise HecRefusal("Token is required", 2, 401)
     scheme, _, value = authorization.partition(" ")
     if scheme.lower() not in {"splunk", "bearer"} or not value.strip():
         raise HecRefusal("Invalid authorization", 3, 401)
+    if looks_like_key(value.strip()):
+        return await _key_token(request, value.strip())
     given = value.strip().encode()
     found: HecToken | None = None
     for token in services.settings.ingest.hec_tokens:
@@ -69,6 +79,18 @@ def _token(services: Services, authorization: str | None) -> HecToken:
     if found is None:
         raise HecRefusal("Invalid token", 4, 403)
     return found
+
+
+async def _key_token(request: Request, key: str) -> HecToken:
+    auth: Authenticator = request.app.state.auth
+    principal = await auth.principal(key, now=datetime.now(UTC))
+    if principal is None:
+        raise HecRefusal("Invalid token", 4, 403)
+    allowed = principal.has_scope(Scope.INGEST) or principal.has_role(Role.ADMIN)
+    if not allowed or principal.tenant is None:
+        # HEC events belong to the token's one tenant: an all-tenants key cannot say which
+        raise HecRefusal("Invalid token", 4, 403)
+    return HecToken(token=SecretStr(key), tenant=principal.tenant)
 
 
 def _concatenated(body: bytes) -> Iterator[Any]:
@@ -190,7 +212,7 @@ async def _ingest(
 async def hec_event(request: Request, services: ServicesDep, pipeline: PipelineDep) -> JSONResponse:
     """HEC event endpoint: concatenated HEC event objects."""
     try:
-        token = _token(services, request.headers.get("authorization"))
+        token = await _token(request, services)
         body = await read_body(request, services.limits.max_bytes)
         envelopes = list(_concatenated(body))
         records = _records(envelopes, token, services)
@@ -214,7 +236,7 @@ async def hec_event(request: Request, services: ServicesDep, pipeline: PipelineD
 async def hec_raw(request: Request, services: ServicesDep, pipeline: PipelineDep) -> JSONResponse:
     """HEC raw endpoint: one JSON record per line (``?sourcetype=`` picks the format)."""
     try:
-        token = _token(services, request.headers.get("authorization"))
+        token = await _token(request, services)
         body = await read_body(request, services.limits.max_bytes)
     except HecRefusal as exc:
         return exc.response
