@@ -6,6 +6,7 @@ import sys
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 import httpx
 from fastapi import FastAPI
@@ -45,6 +46,9 @@ from tokenwarden.ssf_connect import stored_transmitters
 from tokenwarden.ssf_poller import Pollers
 from tokenwarden.ssf_receiver import SsfReceiver
 
+if TYPE_CHECKING:
+    from tokenwarden.stream.publish import KafkaPipeline
+
 
 def print_admin_key(issued: IssuedKey) -> None:
     """Show the first-start admin key once, on stderr — never through the log."""
@@ -73,12 +77,18 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         svc = services or build_services(settings)
-        pipeline = EmbeddedPipeline(
-            svc.stages,
-            max_batches=settings.queue_batches,
-            max_batch_events=settings.max_batch_events,
-            sweep_interval=settings.sweep_interval_seconds,
-        )
+        pipeline: EmbeddedPipeline | KafkaPipeline
+        if settings.kafka.broker:  # scale-out: accepted events go to Kafka, workers detect
+            from tokenwarden.stream.publish import KafkaPipeline
+
+            pipeline = KafkaPipeline(settings.kafka, db=svc.db)
+        else:
+            pipeline = EmbeddedPipeline(
+                svc.stages,
+                max_batches=settings.queue_batches,
+                max_batch_events=settings.max_batch_events,
+                sweep_interval=settings.sweep_interval_seconds,
+            )
         app.state.services = svc
         app.state.pipeline = pipeline
         http = httpx.AsyncClient(timeout=10.0, follow_redirects=False)
@@ -91,7 +101,8 @@ def create_app(
         if issued is not None:
             (on_admin_key or print_admin_key)(issued)
         app.state.recent = recent = RecentEvents()
-        pipeline.on_batch = lambda result: recent.add(result.events, result.detections)
+        if isinstance(pipeline, EmbeddedPipeline):
+            pipeline.on_batch = lambda result: recent.add(result.events, result.detections)
 
         async def submit(events: list[AuditEvent], extras: Sequence[Extra]) -> BatchResult:
             return await pipeline.submit(events, extras=extras)

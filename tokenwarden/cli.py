@@ -37,13 +37,32 @@ def _settings(config: Path | None, **overrides: object) -> Settings:
         raise typer.Exit(2) from None
 
 
+def _with_broker(settings: Settings, broker: str) -> Settings:
+    """``settings`` with ``kafka.broker`` set from the command line (validated like the
+    config file's)."""
+    try:
+        kafka = settings.kafka.model_validate({**settings.kafka.model_dump(), "broker": broker})
+    except ValueError as exc:
+        typer.echo(f"error: --broker: {exc}", err=True)
+        raise typer.Exit(2) from None
+    return settings.model_copy(update={"kafka": kafka})
+
+
 @app.command()
 def serve(
     config: ConfigOpt = None,
     host: Annotated[str | None, typer.Option(help="bind address")] = None,
     port: Annotated[int | None, typer.Option(help="bind port")] = None,
+    broker: Annotated[
+        str | None,
+        typer.Option(
+            help="publish accepted events to Kafka (kafka://HOST:PORT[;HOST:PORT]) for "
+            "`tokenwarden worker`s instead of detecting in process (default: kafka.broker)"
+        ),
+    ] = None,
 ) -> None:
-    """Run the embedded service: API + in-process pipeline + SQLite (or PostgreSQL).
+    """Run the embedded service: API + in-process pipeline + SQLite (or PostgreSQL), or,
+    with a broker, the API that publishes to Kafka (README, "Running at scale").
 
     On the first start of a database without API keys, an admin key of every tenant is
     made and printed once, on stderr (never to the log)."""
@@ -52,6 +71,8 @@ def serve(
     from tokenwarden.server import serve_forever
 
     settings = _settings(config, host=host, port=port)
+    if broker is not None:
+        settings = _with_broker(settings, broker)
     configure_logging(level=settings.log_level, fmt=settings.log_format)
     tune_gc()
     serve_forever(
@@ -264,14 +285,17 @@ def ssf_verify(
 
 def _register_subcommands() -> None:
     """Commands that live in their own modules: ``simulate``/``evaluate``/``train``, and
-    ``revoke``/``kill``/``release``/``alerts``/``audit``, and ``keys``."""
+    ``revoke``/``kill``/``release``/``alerts``/``audit``, ``keys``, and the Kafka
+    ``worker``."""
     from tokenwarden.cli_detectors import register as register_detectors
     from tokenwarden.cli_keys import register as register_keys
     from tokenwarden.cli_revocation import register as register_revocation
+    from tokenwarden.stream.cli import register as register_stream
 
     register_detectors(app)
     register_revocation(app)
     register_keys(app)  # `keys create|list|revoke`
+    register_stream(app)  # `worker`
 
 
 _register_subcommands()

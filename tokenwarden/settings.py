@@ -20,6 +20,7 @@ from pydantic_settings import (
 
 from tokenwarden.auth.settings import AuthSettings
 from tokenwarden.revocation_settings import RevocationSettings
+from tokenwarden.stream.settings import KafkaSettings
 
 
 class ConfigError(ValueError):
@@ -156,6 +157,7 @@ class Settings(BaseSettings):
     ssf: SsfSettings = Field(default_factory=SsfSettings)
     revocation: RevocationSettings = Field(default_factory=RevocationSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["console", "json"] = "console"
 

@@ -2,13 +2,14 @@
 
 ``/healthz``: the process answers; the pipeline's queue depth and counters, and whether
 the database answers. ``/readyz``: 200 when every dependency the service is configured
-with answers — the database, each Redis of a ``redis`` adapter — else
+with answers — the database, each Redis of a ``redis`` adapter, the Kafka brokers — else
 503; each component is only ``ok`` or ``fail`` (no addresses, no error text: the log has
 those).
 """
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -65,9 +66,25 @@ async def _redis_ok(url: str) -> bool:
         await client.aclose()
 
 
+async def _kafka_ok(servers: list[str]) -> bool:
+    """Whether one of the bootstrap brokers (``HOST:PORT``) accepts a connection."""
+    for server in servers:
+        host, _, port = server.rpartition(":")
+        try:
+            _, writer = await asyncio.wait_for(
+                asyncio.open_connection(host.strip("[]"), int(port)), timeout=TIMEOUT_SECONDS
+            )
+        except (OSError, TimeoutError) as exc:
+            log.warning("readiness: kafka broker unreachable", error=type(exc).__name__)
+            continue
+        writer.close()
+        return True
+    return False
+
+
 @router.get("/readyz", responses={503: {"description": "a dependency does not answer"}})
 async def readyz(services: ServicesDep) -> JSONResponse:
-    """Ready when the database — and Redis, when configured — answer."""
+    """Ready when the database — and Redis and Kafka, when configured — answer."""
     checks: dict[str, bool] = {"database": await run_in_threadpool(_database_ok, services)}
     settings = services.settings
     for spec in settings.revocation.adapters:
@@ -78,6 +95,8 @@ async def readyz(services: ServicesDep) -> JSONResponse:
                 checks[f"redis:{spec.instance}"] = False
                 continue
             checks[f"redis:{spec.instance}"] = await _redis_ok(url)
+    if settings.kafka.broker:
+        checks["kafka"] = await _kafka_ok(settings.kafka.bootstrap_servers())
     ready = all(checks.values())
     return JSONResponse(
         {

@@ -1,0 +1,250 @@
+"""Worker processes, a PostgreSQL schema per run, and waiting for the stream to settle:
+shared by the stream tests and ``bench/kafka.py``."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import sqlalchemy as sa
+
+from tokenwarden.stream.settings import KafkaSettings
+
+ROOT = Path(__file__).resolve().parents[2]
+PG_URLS = (
+    os.environ.get(
+        "TOKENWARDEN_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+    ),
+    "postgresql+psycopg://root@127.0.0.1:5432/test",
+)
+HASH_KEY = "stream-test-key-stream-test-key!"
+
+
+def postgres_admin_url() -> str | None:
+    """The first PostgreSQL URL that answers, else None."""
+    for url in PG_URLS:
+        engine = sa.create_engine(url, connect_args={"connect_timeout": 3})
+        try:
+            with engine.connect() as conn:
+                conn.execute(sa.text("SELECT 1"))
+            return url
+        except sa.exc.OperationalError:
+            continue
+        finally:
+            engine.dispose()
+    return None
+
+
+@contextlib.contextmanager
+def pg_schema(url: str) -> Iterator[str]:
+    """A fresh schema; yields a URL whose connections use it (also in subprocesses)."""
+    admin = sa.create_engine(url, isolation_level="AUTOCOMMIT")
+    schema = "tws_" + secrets.token_hex(5)
+    with admin.connect() as conn:
+        conn.execute(sa.text(f"CREATE SCHEMA {schema}"))
+    sep = "&" if "?" in url else "?"
+    try:
+        yield f"{url}{sep}options=-csearch_path%3D{schema}"
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f"DROP SCHEMA {schema} CASCADE"))
+        admin.dispose()
+
+
+def isolated_kafka(broker_url: str, **overrides: Any) -> KafkaSettings:
+    """Settings whose group and topics no other test uses (one broker serves many)."""
+    tag = "t" + secrets.token_hex(3)
+    base: dict[str, Any] = {
+        "broker": broker_url,
+        "app_id": tag,
+        "audit_topic": f"{tag}.audit",
+        "dlq_topic": f"{tag}.audit.dlq",
+        "family_topic": f"{tag}.audit.by-family",
+        "detections_topic": f"{tag}.detections",
+        "orders_topic": f"{tag}.orders",
+        "partitions": 4,
+        "fetch_wait_ms": 5,
+        "commit_interval_seconds": 0.2,
+        "session_timeout_seconds": 6.0,
+        "rebalance_timeout_seconds": 4.0,
+        "heartbeat_interval_seconds": 0.5,
+    }
+    base.update(overrides)
+    return KafkaSettings(**base)
+
+
+def worker_env(kafka: KafkaSettings, db_url: str, **extra: str) -> dict[str, str]:
+    """The environment of a ``tokenwarden worker`` subprocess for these settings."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TOKENWARDEN_")}
+    env.update(
+        PYTHONPATH=str(ROOT),
+        TOKENWARDEN_DATABASE_URL=db_url,
+        TOKENWARDEN_HASH_KEY=HASH_KEY,
+        TOKENWARDEN_LOG_LEVEL="info",
+    )
+    for name, value in kafka.model_dump().items():
+        if value is None:
+            continue
+        text = orjson.dumps(value).decode() if isinstance(value, list) else str(value)
+        env[f"TOKENWARDEN_KAFKA__{name.upper()}"] = text
+    env.update(extra)
+    return env
+
+
+class Worker:
+    """One ``tokenwarden worker`` process with its log file."""
+
+    def __init__(self, env: dict[str, str], log: Path, *, argv: list[str] | None = None) -> None:
+        self.env = env
+        self.log = log
+        self.argv = argv or []
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Worker:
+        self._offset = self.log.stat().st_size if self.log.exists() else 0
+        self.proc = subprocess.Popen(
+            [sys.executable, *self.argv, "-m", "tokenwarden.cli", "worker"],
+            env=self.env,
+            stdout=self.log.open("ab"),
+            stderr=subprocess.STDOUT,
+            cwd=self.log.parent,
+        )
+        return self
+
+    def text(self) -> str:
+        return self.log.read_text(errors="replace")[self._offset :]
+
+    def ready(self) -> bool:
+        if self.proc is not None and self.proc.poll() is not None:
+            raise RuntimeError(f"worker exited ({self.proc.returncode}):\n{self.text()[-4000:]}")
+        return "Worker ready" in self.text()
+
+    def kill(self) -> None:
+        """SIGKILL: no goodbye to the group, nothing flushed."""
+        if self.proc is not None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(30)
+            self.proc = None
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        self.proc.terminate()
+        try:
+            self.proc.wait(40)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(10)
+        self.proc = None
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float, what: str, step: float = 0.1) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(step)
+
+
+def wait_ready(workers: list[Worker], timeout: float = 90.0, settle: float = 1.0) -> None:
+    wait_until(lambda: all(w.ready() for w in workers), timeout, "the workers to be ready")
+    time.sleep(settle)
+
+
+def end_offsets(bootstrap: str, topics: list[str]) -> dict[tuple[str, int], int]:
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    async def run() -> dict[tuple[str, int], int]:
+        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+        await consumer.start()
+        try:
+            tps = [
+                TopicPartition(t, p)
+                for t in topics
+                for p in sorted(consumer.partitions_for_topic(t) or ())
+            ]
+            ends = await consumer.end_offsets(tps) if tps else {}
+            return {(tp.topic, tp.partition): int(o) for tp, o in ends.items()}
+        finally:
+            await consumer.stop()
+
+    return asyncio.run(run())
+
+
+def committed(bootstrap: str, group: str) -> dict[tuple[str, int], int]:
+    from kafka.admin import KafkaAdminClient
+
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        offsets = admin.list_group_offsets(group).get(group, {})
+    finally:
+        admin.close()
+    return {(tp.topic, tp.partition): int(o.offset) for tp, o in offsets.items()}
+
+
+def consumed(kafka: KafkaSettings) -> bool:
+    """Every message of the audit topic and the family repartition is committed."""
+    bootstrap = kafka.bootstrap_servers()[0]
+    ends = end_offsets(bootstrap, [kafka.audit_topic, kafka.family_topic])
+    done = committed(bootstrap, kafka.app_id)
+    return all(done.get(tp, 0) >= end for tp, end in ends.items() if end > 0)
+
+
+def wait_consumed(kafka: KafkaSettings, timeout: float = 120.0, stable: float = 0.6) -> float:
+    """Wait until the workers committed everything, twice in a row ``stable`` seconds
+    apart (the audit stage may still be relaying into the family topic). Returns the
+    monotonic time it first held."""
+    first: float | None = None
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if consumed(kafka):
+            now = time.monotonic()
+            first = first or now
+            if now - first >= stable:
+                return first
+        else:
+            first = None
+        time.sleep(0.05)
+    raise TimeoutError("the workers did not consume everything in time")
+
+
+def read_topic(bootstrap: str, topic: str, timeout: float = 5.0) -> list[Any]:
+    """Every record of ``topic`` (aiokafka ConsumerRecords), from the beginning."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    async def run() -> list[Any]:
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=10
+        )
+        await consumer.start()
+        try:
+            tps = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+            if not tps:
+                return []
+            consumer.assign(tps)
+            await consumer.seek_to_beginning(*tps)
+            ends = await consumer.end_offsets(tps)
+            out: list[Any] = []
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                positions = [await consumer.position(tp) for tp in tps]
+                if all(pos >= ends[tp] for pos, tp in zip(positions, tps, strict=True)):
+                    break
+                batch = await consumer.getmany(timeout_ms=200)
+                for records in batch.values():
+                    out.extend(records)
+            return out
+        finally:
+            await consumer.stop()
+
+    return asyncio.run(run())

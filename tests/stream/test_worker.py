@@ -1,0 +1,202 @@
+"""Workers end to end on a real Kafka-protocol broker (Tansu) and PostgreSQL: the API's
+publish mode, direct topic ingest from forwarders, and the dead-letter queue."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+import sqlalchemy as sa
+from aiokafka import AIOKafkaProducer
+
+from revocation import store
+from tests.credentials import bearer, mint_key
+from tests.stream.broker import Tansu
+from tests.stream.cluster import HASH_KEY, read_topic, wait_consumed, wait_until
+from tests.stream.conftest import StartWorkers
+from tokenwarden.app import create_app
+from tokenwarden.server import running
+from tokenwarden.settings import Settings
+from tokenwarden.stream import codec
+from tokenwarden.stream.keys import partition_of
+from tokenwarden.stream.settings import KafkaSettings
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from bench.traffic import events as traffic
+
+pytestmark = pytest.mark.integration
+
+
+def orders(db: sa.Engine) -> dict[str, Any]:
+    with db.connect() as conn:
+        return {o.target.value: o for o in store.list_orders(conn, limit=10_000)}
+
+
+def produce(bootstrap: str, topic: str, values: list[bytes], *, key: bytes | None = None) -> None:
+    import asyncio
+
+    async def run() -> None:
+        producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+        await producer.start()
+        try:
+            for value in values:
+                await producer.send_and_wait(topic, value, key=key, partition=0)
+        finally:
+            await producer.stop()
+
+    asyncio.run(run())
+
+
+def test_serve_with_a_broker_publishes_and_workers_revoke(
+    kafka: KafkaSettings, db_url: str, db: sa.Engine, start_workers: StartWorkers
+) -> None:
+    """``serve --broker``: accepted events go to the audit topic in micro-batches grouped by
+    partition; a worker detects the replayed refresh tokens and revokes their families."""
+    start_workers(kafka, 1)
+    settings = Settings(database_url=db_url, hash_key=HASH_KEY, kafka=kafka)
+    raw = list(traffic(3000, families=60, replays=4))
+    app = create_app(settings)
+    with running(app) as base:
+        headers = bearer(mint_key(app))
+        for start in range(0, len(raw), 500):
+            r = httpx.post(
+                f"{base}/v1/events", json=raw[start : start + 500], headers=headers, timeout=30
+            )
+            assert r.status_code == 202, r.text
+            assert r.json()["accepted"] == len(raw[start : start + 500])
+        health = httpx.get(f"{base}/healthz").json()
+        assert health["status"] == "ok"
+    stolen = {e["token"]["family_id"] for e in raw if e["token"]["id"].startswith("stolen-")}
+    assert len(stolen) == 4
+    wait_until(lambda: set(orders(db)) >= stolen, 60, "the revoke orders")
+    wait_consumed(kafka)
+    found = orders(db)
+    assert set(found) == stolen
+    assert all(o.action == "revoke" and o.status == "done" for o in found.values())
+    with db.connect() as conn:
+        for family in stolen:
+            fam = store.get_family(conn, tenant=found[family].target.tenant, family_id=family)
+            assert fam is not None and fam.revoked_at is not None
+            assert all(t.revoked_at is not None for t in fam.tokens)
+    # what travelled: micro-batches, each in the partition of its events' principal key
+    bootstrap = kafka.bootstrap_servers()[0]
+    records = read_topic(bootstrap, kafka.audit_topic)
+    assert 0 < len(records) < len(raw) / 20
+    for r in records:
+        assert codec.is_batch(r.headers)
+        for e in orjson.loads(r.value):
+            assert partition_of(f"{e['tenant']}/u/{e['user']}", kafka.partitions) == r.partition
+    # the outputs
+    out = [o for r in read_topic(bootstrap, kafka.orders_topic) for o in orjson.loads(r.value)]
+    assert {o["target"]["value"] for o in out} == stolen
+    detections = [
+        d for r in read_topic(bootstrap, kafka.detections_topic) for d in orjson.loads(r.value)
+    ]
+    assert {d["family_id"] for d in detections if d["detector"] == "refresh_reuse"} == stolen
+
+
+def _reuse_story(tenant: str, family: str) -> list[dict[str, Any]]:
+    base = {"tenant": tenant, "user": "jane@acme.example", "client_id": "agent-crm"}
+    net = {"ip": "203.0.113.5", "asn": 64500}
+    return [
+        {
+            **base,
+            "id": f"{family}-1",
+            "time": "2026-11-23T08:00:00Z",
+            "action": "token.refreshed",
+            "source": net,
+            "token": {
+                "parent_id": f"{family}-rt1",
+                "id": f"{family}-rt2",
+                "family_id": family,
+                "type": "refresh_token",
+            },
+        },
+        {
+            **base,
+            "id": f"{family}-2",
+            "time": "2026-11-23T08:10:00Z",
+            "action": "token.refreshed",
+            "source": net,
+            "token": {
+                "parent_id": f"{family}-rt2",
+                "id": f"{family}-rt3",
+                "family_id": family,
+                "type": "refresh_token",
+            },
+        },
+        {
+            **base,
+            "id": f"{family}-3",
+            "time": "2026-11-23T08:11:00Z",
+            "action": "token.refreshed",
+            "source": {"ip": "198.51.100.7", "asn": 64999},
+            "token": {
+                "parent_id": f"{family}-rt1",
+                "id": f"{family}-evil",
+                "family_id": family,
+                "type": "refresh_token",
+            },
+        },
+    ]
+
+
+def test_forwarded_records_on_the_topic_and_the_dead_letter_queue(
+    kafka: KafkaSettings, db: sa.Engine, start_workers: StartWorkers
+) -> None:
+    """JSON and NDJSON values written straight to the audit topic are normalized and
+    processed; each bad record goes to the DLQ with its error and source offset, and the
+    records after it in the same partition are processed all the same."""
+    start_workers(kafka, 1)
+    bootstrap = kafka.bootstrap_servers()[0]
+    first, second = _reuse_story("acme", "fam-a"), _reuse_story("acme", "fam-b")
+    jwt = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJqYW5lIn0.c2lnbmF0dXJlLXNpZ25hdHVyZQ"
+    values = [
+        orjson.dumps(first[0]),  # one JSON object
+        b"{not json at all",  # undecodable: the whole message to the DLQ
+        b"\n".join(orjson.dumps(e) for e in first[1:]),  # NDJSON
+        orjson.dumps([second[0], {"action": "token.bogus", "tenant": "acme", "token": jwt}]),
+        orjson.dumps({"completely": "unknown", "shape": True}),  # no format recognises it
+        b"\n".join(orjson.dumps(e) for e in second[1:]),
+    ]
+    produce(bootstrap, kafka.audit_topic, values)
+    wait_until(lambda: {"fam-a", "fam-b"} <= set(orders(db)), 60, "both families revoked")
+    wait_consumed(kafka)
+    dead = [orjson.loads(r.value) for r in read_topic(bootstrap, kafka.dlq_topic)]
+    assert len(dead) == 3, dead
+    by_offset = {d["source"]["offset"]: d for d in dead}
+    assert set(by_offset) == {1, 3, 4}
+    assert all(d["source"]["topic"] == kafka.audit_topic for d in dead)
+    assert "malformed" in by_offset[1]["error"].lower() or "json" in by_offset[1]["error"].lower()
+    assert by_offset[3]["source"]["index"] == 1
+    assert "token.bogus" in by_offset[3]["error"]
+    assert jwt not in by_offset[3]["record"]  # a raw token never reaches the DLQ
+    assert "format" in by_offset[4]["error"]
+    assert set(orders(db)) == {"fam-a", "fam-b"}
+
+
+def test_a_configured_ingest_topic(
+    tansu: Tansu, db: sa.Engine, start_workers: StartWorkers
+) -> None:
+    """``kafka.ingest_topics``: forwarders may write to their own topic as well."""
+    from tests.stream.cluster import isolated_kafka
+    from tokenwarden.stream.topics import provision
+
+    kafka = isolated_kafka(tansu.url)
+    kafka = kafka.model_copy(update={"ingest_topics": [f"{kafka.app_id}.forwarded"]})
+    provision(kafka)
+    start_workers(kafka, 1)
+    story = _reuse_story("globex", "fam-g")
+    produce(
+        kafka.bootstrap_servers()[0],
+        kafka.ingest_topics[0],
+        [b"\n".join(orjson.dumps(e) for e in story)],
+    )
+    wait_until(lambda: "fam-g" in orders(db), 60, "the family revoked")
+    time.sleep(0.5)
+    assert set(orders(db)) == {"fam-g"}

@@ -1,0 +1,157 @@
+"""What our Kafka messages hold.
+
+**Micro-batch** (API → ``tokenwarden.audit``, audit stage → ``tokenwarden.audit.by-family``,
+forwarded records re-keyed onto ``tokenwarden.audit``): one message carries many events of
+one partition — a JSON array of AuditEvents in their wire form (defaults left out) — with
+the header ``tw-batch: 1``. The record key is the first event's partition key, so a
+consumer that re-derives the partition from the key lands on the same one.
+
+**Forwarded records** (anything without that header on ``tokenwarden.audit`` or a
+configured ingest topic): JSON — one object or an array — or NDJSON, in any format the
+normalizers know (``ingest.format``), as rsyslog, Vector or Fluent Bit write them.
+
+**Dead letters** (``tokenwarden.audit.dlq``): one message per bad record — the error, where
+it came from (topic, partition, offset, index within the message) and a bounded excerpt of
+the record with raw tokens hashed and credential shapes redacted (DESIGN.md: raw tokens
+are never stored). Keyed ``<topic>/<partition>/<offset>``.
+
+**Outputs** (``tokenwarden.detections``, ``tokenwarden.orders``): one message per batch's
+detections (a JSON array of ``Detection``) and orders (``RevocationOrder`` with its
+``status``); at least once — consumers dedupe by ``id``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from pydantic import TypeAdapter
+
+from detectors import Detection
+from ingest import (
+    AuditEvent,
+    ParsedBatch,
+    TokenHasher,
+    redact_text,
+    scrub_tokens,
+    validate_events,
+)
+from ingest.secrets import REDACTED
+from revocation import RevocationOrder
+
+BATCH_HEADER = "tw-batch"
+BATCH_VERSION = b"1"
+EXCERPT_BYTES = 2048
+#: longer than any identifier (ingest.secrets.MAX_IDENTIFIER_LENGTH): maybe a raw token
+_OPAQUE_RUN = re.compile(r"[A-Za-z0-9._~+/=-]{129,}")
+
+_EVENTS = TypeAdapter(list[AuditEvent])
+_DETECTIONS = TypeAdapter(list[Detection])
+_ORDERS = TypeAdapter(list[RevocationOrder])
+
+Headers = Sequence[tuple[str, bytes]]
+
+
+def batch_headers() -> list[tuple[str, bytes]]:
+    return [(BATCH_HEADER, BATCH_VERSION)]
+
+
+def is_batch(headers: Iterable[tuple[str, bytes]] | None) -> bool:
+    """A micro-batch of ours (the header says so); anything else is forwarded records."""
+    if not headers:
+        return False
+    return any(k == BATCH_HEADER and v == BATCH_VERSION for k, v in headers)
+
+
+def encode_events(events: Sequence[AuditEvent]) -> bytes:
+    return _EVENTS.dump_json(list(events), exclude_defaults=True)
+
+
+def chunks(
+    events: Sequence[AuditEvent], *, max_events: int, max_bytes: int
+) -> Iterator[tuple[bytes, int]]:
+    """``events`` as micro-batch values of at most ``max_events`` events and about
+    ``max_bytes`` bytes (a single larger event still travels alone); with their counts."""
+    i = 0
+    n = len(events)
+    while i < n:
+        size = min(max_events, n - i)
+        while True:
+            value = encode_events(events[i : i + size])
+            if len(value) <= max_bytes or size == 1:
+                break
+            size = max(1, size * max_bytes // len(value) - 1)
+        yield value, size
+        i += size
+
+
+def decode_events(value: bytes, *, hasher: TokenHasher) -> ParsedBatch:
+    """A micro-batch back into events. Validated again (cheap insurance: a batch header
+    is no proof of origin), so a bad event is rejected alone with its index."""
+    items = orjson.loads(value)
+    if not isinstance(items, list):
+        raise ValueError("a micro-batch must be a JSON array of events")
+    return validate_events(items, hasher=hasher)
+
+
+def encode_detections(detections: Sequence[Detection]) -> bytes:
+    return _DETECTIONS.dump_json(list(detections))
+
+
+def encode_orders(orders: Sequence[RevocationOrder]) -> bytes:
+    return _ORDERS.dump_json(list(orders))
+
+
+def decode_detections(value: bytes) -> list[Detection]:
+    return _DETECTIONS.validate_json(value)
+
+
+def decode_orders(value: bytes) -> list[RevocationOrder]:
+    return _ORDERS.validate_json(value)
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """Where a record was read: a Kafka topic, partition and offset."""
+
+    topic: str
+    partition: int
+    offset: int
+
+    def key(self) -> bytes:
+        return f"{self.topic}/{self.partition}/{self.offset}".encode()
+
+
+def dead_letter(
+    *, error: str, source: Source, index: int | None, record: Any, hasher: TokenHasher
+) -> bytes:
+    """A dead-letter message: the error, the source offset and a redacted excerpt."""
+    return orjson.dumps(
+        {
+            "error": error[:1000],
+            "source": {
+                "topic": source.topic,
+                "partition": source.partition,
+                "offset": source.offset,
+                "index": index,
+            },
+            "record": excerpt(record, hasher),
+        }
+    )
+
+
+def excerpt(record: Any, hasher: TokenHasher) -> str:
+    """At most ``EXCERPT_BYTES`` of the record, raw tokens hashed, credentials redacted."""
+    if isinstance(record, bytes | bytearray):
+        # not JSON: redact the credential shapes, and any long opaque run a token could be
+        text = bytes(record[: EXCERPT_BYTES * 2]).decode("utf-8", errors="replace")
+        text = _OPAQUE_RUN.sub(REDACTED, text)
+    else:
+        try:
+            text = orjson.dumps(scrub_tokens(record, hasher), default=str).decode()
+        except (TypeError, ValueError):
+            text = repr(record)
+    return redact_text(text[:EXCERPT_BYTES])

@@ -1,0 +1,191 @@
+"""Detector state of one partition, kept in a faust Table.
+
+The detectors take a ``MutableMapping`` (``detectors.base.State``); here it is a
+``PartitionState``: a ``TrackedState`` (so ``Stages.detect`` takes its changes as it does
+embedded) whose reads fall through to the Table's in-memory store. Nothing is written to
+the Table while the engine runs — that may be off the event loop, and faust refuses Table
+writes outside stream iteration anyway. After the batch's outputs are durable, ``flush``
+writes each changed key once (a deleted key as a tombstone), then the partition's
+watermark, all while the agent iterates the message: faust sends them to the changelog and
+flushes its producer before it commits the message's offset.
+
+Table layout (one Table per stage, co-partitioned with its topic; memory store, changelog
+topic ``<app_id>-<table>-changelog``):
+
+* ``<partition>|<state key>`` → value (``buckets == 0``, the default), or
+  ``<partition>|#<n>`` → ``{state key: value, ...}`` for ``buckets == N``: state keys hashed
+  into N buckets per partition, one Table write per dirty bucket instead of per dirty key
+  (fewer, larger changelog records; see the README's figures for the trade-off).
+* ``<partition>|@applied`` → the offset of the last message whose state was flushed.
+
+The partition prefix keeps each partition's keys apart in the one store faust keeps for all
+of them, so a sweep touches only its own partition's keys and a partition that moved away
+can be dropped from memory. The watermark makes replays harmless: after a crash, messages
+up to it are skipped (their outputs were durable before their state was written), so state
+is updated effectively once; a message past it is processed again and its outputs are
+idempotent (deterministic detection ids, orders keyed by idempotency key).
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Iterator, Mapping, MutableMapping
+from typing import Any
+
+from tokenwarden.state import TrackedState
+
+WATERMARK = "@applied"
+_BUCKET = "#"
+_MISSING: Any = object()
+
+
+def bucket_of(key: str, buckets: int) -> int:
+    return zlib.crc32(key.encode()) % buckets
+
+
+class PartitionState(TrackedState):
+    """One partition's detector state: changes in memory, reads through to ``store``."""
+
+    def __init__(
+        self, store: MutableMapping[str, Any], partition: int, *, buckets: int = 0
+    ) -> None:
+        super().__init__()
+        self._store = store
+        self.partition = partition
+        self._prefix = f"{partition}|"
+        self._buckets = buckets
+
+    # -- the mapping the detectors see ---------------------------------------------------
+
+    def _stored(self, key: str) -> Any:
+        if self._buckets:
+            bucket = self._store.get(f"{self._prefix}{_BUCKET}{bucket_of(key, self._buckets)}")
+            if bucket is None:
+                raise KeyError(key)
+            return bucket[key]
+        return self._store[self._prefix + key]
+
+    def __getitem__(self, key: str) -> Any:
+        try:
+            return self._data[key]
+        except KeyError:
+            if key in self._deleted:
+                raise
+        return self._stored(key)
+
+    # TrackedState serves ``get`` and ``in`` from its dict alone (the detectors' hot path);
+    # here they must fall through to the Table's store like ``[]`` does.
+    def get(self, key: str, default: Any = None) -> Any:
+        value = self._data.get(key, _MISSING)
+        if value is not _MISSING:
+            return value
+        if key in self._deleted:
+            return default
+        try:
+            return self._stored(key)
+        except KeyError:
+            return default
+
+    def __contains__(self, key: object) -> bool:
+        if not isinstance(key, str):
+            return False
+        return self.get(key, _MISSING) is not _MISSING
+
+    def __delitem__(self, key: str) -> None:
+        if key not in self:
+            raise KeyError(key)
+        self._data.pop(key, None)
+        self._changed.discard(key)
+        self._deleted.add(key)
+
+    def _stored_keys(self) -> Iterator[str]:
+        prefix = self._prefix
+        n = len(prefix)
+        for table_key in list(self._store.keys()):
+            if not table_key.startswith(prefix):
+                continue
+            name = table_key[n:]
+            if name == WATERMARK:
+                continue
+            if self._buckets:
+                if name.startswith(_BUCKET):
+                    yield from self._store[table_key]
+            else:
+                yield name
+
+    def __iter__(self) -> Iterator[str]:
+        seen = set(self._data)
+        yield from list(self._data)
+        for key in self._stored_keys():
+            if key not in seen and key not in self._deleted:
+                yield key
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+    # -- the runner's side ---------------------------------------------------------------
+
+    def checkpoint(self) -> tuple[dict[str, Any], set[str], set[str]]:
+        """A copy of the pending changes, to ``rollback`` to if a detector raises."""
+        return dict(self._data), set(self._changed), set(self._deleted)
+
+    def rollback(self, checkpoint: tuple[dict[str, Any], set[str], set[str]]) -> None:
+        data, changed, deleted = checkpoint
+        self._data, self._changed, self._deleted = dict(data), set(changed), set(deleted)
+
+    @property
+    def applied(self) -> int:
+        """Offset of the last message whose state is in the Table (-1: none)."""
+        value = self._store.get(self._prefix + WATERMARK)
+        return int(value) if value is not None else -1
+
+    def apply(
+        self, changed: Mapping[str, Any], deleted: set[str], *, offset: int | None
+    ) -> list[tuple[str, Any]]:
+        """Apply a batch's changes (as ``take_changes`` gave them) and the watermark to the
+        in-memory store, forget the pending copies, and return the changelog records that
+        make them durable — ``(table key, value)``, ``None`` for a deletion, the watermark
+        last — for the caller to send to the Table's changelog partition."""
+        store = self._store
+        prefix = self._prefix
+        records: list[tuple[str, Any]] = []
+        if self._buckets:
+            dirty: dict[int, list[str]] = {}
+            for key in (*changed, *deleted):
+                dirty.setdefault(bucket_of(key, self._buckets), []).append(key)
+            for n, keys in dirty.items():
+                table_key = f"{prefix}{_BUCKET}{n}"
+                bucket = dict(store.get(table_key) or {})
+                for key in keys:
+                    if key in changed:
+                        bucket[key] = changed[key]
+                    else:
+                        bucket.pop(key, None)
+                if bucket:
+                    store[table_key] = bucket
+                    records.append((table_key, bucket))
+                elif store.pop(table_key, None) is not None:
+                    records.append((table_key, None))
+        else:
+            for key, value in changed.items():
+                store[prefix + key] = value
+                records.append((prefix + key, value))
+            for key in deleted:
+                if key not in changed and store.pop(prefix + key, None) is not None:
+                    records.append((prefix + key, None))
+        if offset is not None:
+            store[prefix + WATERMARK] = offset
+            records.append((prefix + WATERMARK, offset))
+        self._data.clear()
+        self._changed.clear()
+        self._deleted.clear()
+        return records
+
+
+def drop_partitions(store: MutableMapping[str, Any], keep: set[int]) -> int:
+    """Forget (in memory only) the keys of partitions not in ``keep``: they moved to another
+    worker, whose changelog recovery now owns them. Returns how many were dropped."""
+    gone = [k for k in list(store.keys()) if int(k.split("|", 1)[0]) not in keep]
+    for k in gone:
+        del store[k]
+    return len(gone)

@@ -1,0 +1,867 @@
+"""The Kafka runner: faust agents over the same stages as the embedded pipeline.
+
+Topology (DESIGN.md, "Runners"; partitioning in ``tokenwarden.stream.keys``)::
+
+    forwarders ─ raw JSON/NDJSON ─┐                         ┌─► tokenwarden.audit.dlq
+    API (serve --broker) ─ batches┴─► tokenwarden.audit ────┤   (bad records + offsets)
+                                      keyed tenant/user     │
+      audit agent: usage + signal detectors,                ├─► tokenwarden.audit.by-family
+      Table "entity-state"                                  │   (refresh events, by family)
+                                                            │      family agent:
+                                                            │      refresh_reuse, Table
+                                                            │      "family-state"
+                                                            ▼
+             Policy → one store transaction (token facts, detections, orders + outbox)
+             → the store applies the orders ─► tokenwarden.detections, tokenwarden.orders
+
+Every Kafka message is a micro-batch (``tokenwarden.stream.codec``: up to ``batch_events``
+events of one partition), and an agent handles one message at a time — faust's framework
+cost (~85 µs) and one store transaction are paid per message, i.e. per batch of events,
+not per event. For each message, in this order:
+
+0. after a rebalance, wait until faust has restored the Tables from their changelogs;
+1. messages at or below their partition's watermark are skipped: a replay after a crash,
+   whose outputs were durable before its state was written; a message *past*
+   ``watermark + 1`` means the consumer skipped some (faust drops records fetched around
+   a rebalance), and those are read with a side consumer and processed first — a timer
+   does the same for a partition that stays behind its end (``_catch_up``);
+2. micro-batches are decoded (a bad event or message goes to the DLQ with its error and
+   source offset); forwarded records are normalized and re-keyed onto the audit topic;
+3. (audit stage) refresh events are sent on to the family repartition, grouped by the
+   partition of their family with the topic's partitioner;
+4. ``Stages.detect`` per partition, on that partition's state (if a detector raises, the
+   partition's events are retried one by one and only the failing one is dead-lettered);
+5. ``Stages.persist`` once for the batch: one transaction records token facts,
+   detections, orders (with their outbox), then the store applies the orders — retried
+   with backoff until it succeeds (fail closed: nothing is acknowledged past it);
+6. the detections and orders are published; every message of 3, 5 and the DLQ is waited
+   for until the broker acknowledged it;
+7. each partition's changed state keys and its watermark are written to its Table
+   (in-memory store + changelog, ``tokenwarden.stream.changelog``), acknowledged too.
+
+Only then does faust acknowledge the messages (and commit their offsets, every
+``commit_interval_seconds``). At-least-once delivery plus idempotent outputs (deterministic
+detection ids, orders keyed by their idempotency key) makes every order effectively once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, cast
+
+import httpx
+import orjson
+import structlog
+
+from detectors import Engine
+from ingest import AuditEvent, IngestError, Limits, UnknownFormat, decode
+from tokenwarden.formats import normalize
+from tokenwarden.pipeline import BatchResult, Stages
+from tokenwarden.services import Services, build_services
+from tokenwarden.settings import Settings
+from tokenwarden.state import TrackedState
+from tokenwarden.stream import codec
+from tokenwarden.stream.changelog import ChangelogWriter
+from tokenwarden.stream.codec import Source
+from tokenwarden.stream.keys import (
+    FAMILY_DETECTORS,
+    Partitioner,
+    family_key,
+    principal_key,
+    wants_family_stage,
+)
+from tokenwarden.stream.settings import KafkaSettings
+from tokenwarden.stream.state import PartitionState, drop_partitions
+from tokenwarden.stream.transport import StreamApp
+
+log = structlog.get_logger("tokenwarden.stream")
+
+ENTITY_TABLE = "entity-state"
+#: seconds a partition's state may stay behind its topic's end before the worker reads
+#: the rest itself (``StreamWorker._catch_up``)
+CATCH_UP_TICKS = 3
+FAMILY_TABLE = "family-state"
+#: (record index or None for the whole message, error, the record or raw value)
+Bad = tuple[int | None, str, Any]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def split_engine(engine: Engine) -> tuple[Engine, Engine]:
+    """The Engine's detectors split by where their state lives: (audit stage, family stage).
+    Both keep the Engine's configuration (risk combination, cool-down)."""
+    config = engine.config
+    principal = [d for d in engine.detectors if d.name not in FAMILY_DETECTORS]
+    family = [d for d in engine.detectors if d.name in FAMILY_DETECTORS]
+    return Engine(principal, config), Engine(family, config)
+
+
+def build_app(kafka: KafkaSettings, *, datadir: str) -> StreamApp:
+    """The faust App of the workers (nothing is started)."""
+    if kafka.broker is None:
+        raise ValueError("the worker needs kafka.broker (--broker kafka://HOST:PORT)")
+    app = StreamApp(
+        kafka.app_id,
+        broker=kafka.broker,
+        store="memory://",
+        datadir=datadir,
+        autodiscover=False,
+        topic_partitions=kafka.partitions,
+        topic_replication_factor=kafka.replication,
+        table_standby_replicas=kafka.standby_replicas,
+        consumer_auto_offset_reset="earliest",
+        broker_commit_interval=kafka.commit_interval_seconds,
+        broker_session_timeout=kafka.session_timeout_seconds,
+        broker_rebalance_timeout=kafka.rebalance_timeout_seconds,
+        broker_heartbeat_interval=kafka.heartbeat_interval_seconds,
+        broker_request_timeout=max(90.0, kafka.session_timeout_seconds * 2),
+        producer_linger=0.0005,
+        producer_max_request_size=max(1_048_576, kafka.batch_bytes * 2),
+        consumer_max_fetch_size=max(4 * 1_048_576, kafka.batch_bytes * 4),
+        web_enabled=kafka.web_port is not None,
+        web_port=kafka.web_port or 6066,
+        web_bind="0.0.0.0",  # noqa: S104 - the health endpoint of a container
+        processing_guarantee="at_least_once",
+    )
+    app.fetch_wait_ms = kafka.fetch_wait_ms
+    return app
+
+
+@dataclass(slots=True)
+class WorkerStats:
+    batches: int = 0
+    messages: int = 0
+    events: int = 0
+    detections: int = 0
+    orders: int = 0
+    dead_letters: int = 0
+    skipped: int = 0
+    forwarded: int = 0
+    state_records: int = 0
+    store_retries: int = 0
+    retries: int = 0
+    gap_messages: int = 0
+    #: wall-clock seconds spent per phase of a batch (decode, detect, persist, …)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def add(self, phase: str, since: float) -> float:
+        now = time.perf_counter()
+        self.seconds[phase] = self.seconds.get(phase, 0.0) + now - since
+        return now
+
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            k: getattr(self, k) for k in self.__dataclass_fields__ if k != "seconds"
+        }
+        out["seconds"] = {k: round(v, 3) for k, v in self.seconds.items()}
+        return out
+
+
+@dataclass(slots=True)
+class _Stage:
+    """One detecting stage: its Stages (engine, policy, store), its Table, its partitions."""
+
+    name: str
+    topic: str
+    stages: Stages
+    table: Any
+    buckets: int
+    states: dict[int, PartitionState] = field(default_factory=dict)
+    swept: dict[int, float] = field(default_factory=dict)
+    #: the agent and the catch-up timer take turns
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    #: partition -> (watermark at the catch-up timer's last look, looks it stayed)
+    idle: dict[int, tuple[int | None, int]] = field(default_factory=dict)
+
+    def state(self, partition: int) -> PartitionState:
+        s = self.states.get(partition)
+        if s is None:
+            s = self.states[partition] = PartitionState(
+                self.table.data, partition, buckets=self.buckets
+            )
+        return s
+
+
+@dataclass(slots=True)
+class _Message:
+    source: Source
+    value: bytes | None
+    batch: bool
+    events: list[AuditEvent] = field(default_factory=list)
+
+
+class _Batch:
+    """What one agent batch accumulates: sends to wait for, dead letters, state writes."""
+
+    def __init__(self) -> None:
+        self.sends: list[Any] = []
+        self.dead: list[tuple[Source, list[Bad]]] = []
+        self.last: dict[int, int] = {}  # partition -> last offset taken
+        self.changes: dict[int, tuple[dict[str, Any], set[str]]] = {}
+
+
+class StreamWorker:
+    """One worker process: the faust App, its topics, Tables and agents, over ``Services``."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        datadir: str,
+        services: Services | None = None,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.settings = settings
+        self.kafka = kafka = settings.kafka
+        self.services = services or build_services(settings)
+        self.clock = clock
+        self.stats = WorkerStats()
+        self.partitioner = Partitioner(kafka.partitions)
+        self.limits = Limits(max_bytes=64 * 1024 * 1024, max_events=1_000_000)
+        self.app = app = build_app(kafka, datadir=datadir)
+        self._writer: ChangelogWriter | None = None
+        self._writer_lock = asyncio.Lock()
+        self._reader: Any = None
+        self._reader_lock = asyncio.Lock()
+
+        def raw(*names: str) -> Any:
+            return app.topic(*names, key_type=bytes, value_type=bytes, value_serializer="raw")
+
+        ingest = [t for t in kafka.ingest_topics if t != kafka.audit_topic]
+        base = self.services.stages
+        principal_engine, family_engine = split_engine(base.engine)
+
+        def stage(name: str, topic: str, engine: Engine, table: str) -> _Stage:
+            stages = Stages(
+                db=base.db,
+                engine=engine,
+                policy=base.policy,
+                state=TrackedState(),
+                routing=base.routing,
+            )
+            # key and value types unset: faust's json codec, as ChangelogWriter writes
+            t = app.Table(table, default=None, partitions=kafka.partitions)
+            return _Stage(name, topic, stages, t, kafka.state_buckets)
+
+        self.entity = stage("audit", kafka.audit_topic, principal_engine, ENTITY_TABLE)
+        self.family = stage("family", kafka.family_topic, family_engine, FAMILY_TABLE)
+
+        app.agent(raw(kafka.audit_topic), name="audit")(self._audit_agent)
+        app.agent(raw(kafka.family_topic), name="family")(self._family_agent)
+        if ingest:
+            app.agent(raw(*ingest), name="ingest")(self._ingest_agent)
+        app.task(self._revocation_task)
+        app.timer(60.0)(self._log_stats)
+        app.timer(1.0)(self._catch_up)
+        app.on_before_shutdown.connect(self._on_shutdown)
+        app.on_partitions_assigned.connect(self._on_assigned)
+
+    # -- agents ---------------------------------------------------------------------------
+
+    async def _audit_agent(self, stream: Any) -> None:
+        await self._consume(
+            stream, lambda events: self._detecting(self.entity, events), stage=self.entity
+        )
+
+    async def _family_agent(self, stream: Any) -> None:
+        await self._consume(
+            stream, lambda events: self._detecting(self.family, events), stage=self.family
+        )
+
+    async def _ingest_agent(self, stream: Any) -> None:
+        await self._consume(stream, self._ingesting)
+
+    async def _consume(
+        self, stream: Any, handle: Callable[[list[Any]], Any], *, stage: _Stage | None = None
+    ) -> None:
+        # One Kafka message (a micro-batch of up to ``batch_events`` events) at a time, with
+        # faust's own acknowledgement: the offset counts as processed once this body has
+        # returned. (``stream.take_events`` was measured to lose buffered messages across
+        # a rebalance: messages fetched in the old generation are skipped, yet later
+        # offsets of the same partition were committed past them.)
+        async for event in stream.events():
+            await self._guarded(handle, [event], stage)
+
+    async def _guarded(
+        self, handle: Callable[[list[Any]], Any], events: list[Any], stage: _Stage | None
+    ) -> None:
+        """Run ``handle`` until it succeeds: a fault of the broker or the store is waited
+        out (fail closed, the partition waits); after repeated failures that are not
+        (``ConnectionError``, Kafka errors), the messages go to the DLQ rather than
+        block their partitions for ever."""
+        delay = 0.1
+        for attempt in range(1, 1_000_000):
+            try:
+                await handle(events)
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self.stats.retries += 1
+                transient = _transient(exc)
+                log.exception(
+                    "batch failed; retrying" if transient or attempt < 3 else "batch failed",
+                    attempt=attempt,
+                    messages=len(events),
+                )
+                if not transient and attempt >= 3:
+                    await self._dead_letter_all(events, exc, stage)
+                    return
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    async def _dead_letter_all(
+        self, events: list[Any], exc: Exception, stage: _Stage | None
+    ) -> None:
+        """The messages to the DLQ; in a stateful stage their offsets are also marked
+        applied (with no state change), so a poison message is not fetched again as a
+        gap by the next one."""
+        batch = _Batch()
+        for event in events:
+            msg = event.message
+            source = Source(msg.topic, msg.partition, msg.offset)
+            batch.dead.append((source, [(None, f"processing failed: {exc}", event.value)]))
+            batch.last[msg.partition] = max(batch.last.get(msg.partition, -1), msg.offset)
+        await self._finish_sends(batch)
+        if stage is not None:
+            async with stage.lock:
+                for partition in batch.last:
+                    stage.state(partition).rollback(({}, set(), set()))
+                await self._write_state(stage, batch)
+
+    # -- the detecting stages -------------------------------------------------------------
+
+    async def _settled(self) -> None:
+        """Wait while faust restores Tables after a rebalance. A message fetched before the
+        rebalance (or delivered while recovery runs) must not be processed against a
+        partly restored partition state: it would miss the state a crashed worker left in
+        the changelog. Recovery does not wait for the agents, so waiting here is safe."""
+        app = self.app
+        recovery = cast(Any, app.tables).recovery
+        while app.in_recovery or recovery.signal_recovery_start.is_set():
+            await asyncio.sleep(0.01)
+
+    async def _fill_gap(self, tp: Any, start: int, end: int) -> list[_Message]:
+        """The messages ``start`` .. ``end - 1`` of ``tp``, read with a side consumer.
+
+        faust can skip messages around a rebalance: records fetched while the group
+        rebalances carry the old generation and are dropped by the stream, and when the
+        partition is sought back to its committed offset the consumer drops the re-fetched
+        ones as already read (its read offset is past them) — so they would never be
+        processed. The watermark says exactly which offsets this partition's state has
+        seen, so a message past ``watermark + 1`` reveals the hole; it is read here and
+        processed first, and faust is told the range is handled so its commits move on."""
+        records = await self._read_range(tp.topic, tp.partition, start, end)
+        self.stats.gap_messages += len(records)
+        log.warning(
+            "messages skipped by the consumer were read again",
+            topic=tp.topic,
+            partition=tp.partition,
+            offsets=f"{start}..{end - 1}",
+            found=len(records),
+        )
+        add_gap = getattr(self.app.consumer, "_add_gap", None)
+        if add_gap is not None:
+            await add_gap(tp, start, end - 1)
+        return [
+            _Message(
+                Source(tp.topic, tp.partition, r.offset),
+                r.value,
+                codec.is_batch(r.headers),
+            )
+            for r in records
+        ]
+
+    async def _side_reader(self) -> Any:
+        """An aiokafka consumer of our own (no group) for reading ranges and end offsets."""
+        from aiokafka import AIOKafkaConsumer
+
+        async with self._reader_lock:
+            if self._reader is None:
+                reader = AIOKafkaConsumer(
+                    bootstrap_servers=self.kafka.bootstrap_servers(),
+                    client_id=f"{self.kafka.app_id}-gap-reader",
+                    enable_auto_commit=False,
+                    fetch_max_wait_ms=self.kafka.fetch_wait_ms,
+                    max_partition_fetch_bytes=max(4 * 1_048_576, self.kafka.batch_bytes * 4),
+                )
+                await reader.start()
+                self._reader = reader
+            return self._reader
+
+    async def _read_range(self, topic: str, partition: int, start: int, end: int) -> list[Any]:
+        from aiokafka import TopicPartition
+
+        reader = await self._side_reader()
+        async with self._reader_lock:
+            tp = TopicPartition(topic, partition)
+            reader.assign([tp])
+            first = (await reader.beginning_offsets([tp]))[tp]
+            reader.seek(tp, max(start, int(first)))
+            out: list[Any] = []
+            deadline = time.monotonic() + 30.0
+            while await reader.position(tp) < end:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"reading {topic}/{partition} {start}..{end - 1}")
+                got = await reader.getmany(tp, timeout_ms=500)
+                out += [r for r in got.get(tp, ()) if start <= r.offset < end]
+            return out
+
+    async def _detecting(self, stage: _Stage, events: list[Any]) -> None:
+        messages = [
+            _Message(
+                Source(e.message.topic, e.message.partition, e.message.offset),
+                e.value,
+                codec.is_batch(e.message.headers),
+            )
+            for e in events
+        ]
+        await self._settled()
+        async with stage.lock:
+            await self._process(stage, messages)
+
+    async def _catch_up(self) -> None:
+        """Every second: a partition whose state is behind the end of its topic and has
+        not moved for ``CATCH_UP_TICKS`` looks is read and processed here (the messages
+        faust skipped around a rebalance, when no later message arrives to reveal the
+        hole)."""
+        if self.app.rebalancing or self.app.in_recovery:
+            return
+        try:
+            await self._catch_up_once()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("catching up on skipped messages failed; trying again")
+
+    async def _catch_up_once(self) -> None:
+        assignment = self.app.consumer.assignment()
+        for stage in (self.entity, self.family):
+            tps = [tp for tp in assignment if tp.topic == stage.topic]
+            if not tps:
+                continue
+            ends = await self._end_offsets(stage.topic, [tp.partition for tp in tps])
+            for tp in tps:
+                end = ends.get(tp.partition, 0)
+                applied = stage.state(tp.partition).applied
+                seen, ticks = stage.idle.get(tp.partition, (None, 0))
+                ticks = ticks + 1 if seen == applied else 0
+                stage.idle[tp.partition] = (applied, ticks)
+                if applied + 1 >= end or ticks < CATCH_UP_TICKS:
+                    continue
+                async with stage.lock:
+                    if stage.state(tp.partition).applied != applied:
+                        continue
+                    await self._settled()
+                    await self._process(stage, await self._fill_gap(tp, applied + 1, end))
+                # no later message will be acknowledged to carry faust's commit past them
+                commit = getattr(self.app.consumer, "_commit_offsets", None)
+                if commit is not None and stage.state(tp.partition).applied + 1 >= end:
+                    await commit({tp: end})
+
+    async def _end_offsets(self, topic: str, partitions: list[int]) -> dict[int, int]:
+        from aiokafka import TopicPartition
+
+        reader = await self._side_reader()
+        tps = [TopicPartition(topic, p) for p in partitions]
+        ends = await reader.end_offsets(tps)
+        return {tp.partition: int(o) for tp, o in ends.items()}
+
+    async def _process(self, stage: _Stage, incoming: list[_Message]) -> None:
+        stats = self.stats
+        t = time.perf_counter()
+        batch = _Batch()
+        messages: list[_Message] = []
+        for m in incoming:
+            partition, offset = m.source.partition, m.source.offset
+            state = stage.state(partition)
+            gap_from = max(state.applied + 1, batch.last.get(partition, -1) + 1)
+            if offset > gap_from:
+                tp = next(
+                    (
+                        tp
+                        for tp in self.app.consumer.assignment()
+                        if tp.topic == m.source.topic and tp.partition == partition
+                    ),
+                    None,
+                )
+                if tp is not None:
+                    messages += await self._fill_gap(tp, gap_from, offset)
+                    batch.last[partition] = offset - 1
+            if offset <= state.applied or offset <= batch.last.get(partition, -1):
+                stats.skipped += 1
+                log.info(
+                    "message skipped: its state is already in the Table",
+                    stage=stage.name,
+                    partition=partition,
+                    offset=offset,
+                    applied=state.applied,
+                )
+                continue
+            batch.last[partition] = offset
+            messages.append(m)
+        if not messages:
+            return
+        forwarded = [m for m in messages if not m.batch]
+        batched = [m for m in messages if m.batch]
+        if forwarded:
+            await self._forward(forwarded, batch)
+        bad = await asyncio.to_thread(self._decode, batched)
+        batch.dead += bad
+        t = stats.add(f"{stage.name}.decode", t)
+        events_all = [e for m in batched for e in m.events]
+        if stage is self.entity:
+            # refresh events on to the family repartition first (acknowledged with the
+            # batch's other sends, before its state is written): the family stage need
+            # not wait for this stage's store transaction
+            relay = [e for e in events_all if wants_family_stage(e)]
+            if relay:
+                batch.sends += await self._publish(self.kafka.family_topic, relay, family_key)
+        now = self.clock()
+        result = await asyncio.to_thread(self._detect, stage, batched, now, batch)
+        t = stats.add(f"{stage.name}.detect", t)
+        if stage is not self.entity:
+            result.events = []  # token facts are recorded once, by the audit stage
+        if result.events or result.detections or result.orders:
+            await self._persist(stage.stages, result, now)
+        t = stats.add(f"{stage.name}.persist", t)
+        batch.sends += await self._outputs(result, stage)
+        await self._finish_sends(batch)
+        t = stats.add(f"{stage.name}.acks", t)
+        await self._write_state(stage, batch)
+        stats.add(f"{stage.name}.state", t)
+        stats.batches += 1
+        stats.messages += len(messages)
+        stats.events += len(events_all)
+        stats.detections += len(result.detections)
+        stats.orders += len(result.orders)
+        if result.orders:
+            log.info(
+                "orders decided",
+                stage=stage.name,
+                messages=len(messages),
+                events=len(events_all),
+                detections=len(result.detections),
+                orders=[o.id for o in result.orders],
+            )
+
+    def _decode(self, messages: list[_Message]) -> list[tuple[Source, list[Bad]]]:
+        """Each micro-batch into events; what does not validate, for the DLQ."""
+        hasher = self.services.hasher
+        dead: list[tuple[Source, list[Bad]]] = []
+        for m in messages:
+            try:
+                parsed = codec.decode_events(m.value or b"", hasher=hasher)
+            except ValueError as exc:
+                dead.append((m.source, [(None, f"malformed micro-batch: {exc}", m.value)]))
+                continue
+            m.events = parsed.events
+            if parsed.rejected:
+                items = _items(m.value)
+                dead.append(
+                    (
+                        m.source,
+                        [
+                            (r.index, r.reason, items[r.index] if r.index < len(items) else None)
+                            for r in parsed.rejected
+                        ],
+                    )
+                )
+        return dead
+
+    def _detect(
+        self, stage: _Stage, messages: list[_Message], now: datetime, batch: _Batch
+    ) -> BatchResult:
+        """``Stages.detect`` per partition on its state; the partitions' results merged
+        into one ``BatchResult`` for one ``persist``. A partition whose detection raises
+        is retried event by event; the events that fail are dead-lettered."""
+        by_partition: dict[int, list[_Message]] = {}
+        for m in messages:
+            by_partition.setdefault(m.source.partition, []).append(m)
+        merged = BatchResult(events=[e for m in messages for e in m.events])
+        stages = stage.stages
+        for partition, msgs in by_partition.items():
+            state = stage.state(partition)
+            stages.state = state
+            self._maybe_sweep(stage, state, now)
+            events = [e for m in msgs for e in m.events]
+            checkpoint = state.checkpoint()
+            try:
+                result = stages.detect(events, now=now)
+            except Exception:
+                log.exception("detection failed; retrying event by event", partition=partition)
+                state.rollback(checkpoint)
+                result = self._detect_one_by_one(stages, state, msgs, now, batch)
+            merged.detections += result.detections
+            merged.orders += result.orders
+            batch.changes[partition] = (result.changed, result.deleted)
+        return merged
+
+    def _detect_one_by_one(
+        self,
+        stages: Stages,
+        state: PartitionState,
+        msgs: list[_Message],
+        now: datetime,
+        batch: _Batch,
+    ) -> BatchResult:
+        out = BatchResult(events=[])
+        changed: dict[str, Any] = {}
+        deleted: set[str] = set()
+        for m in msgs:
+            failed: list[Bad] = []
+            for index, e in enumerate(m.events):
+                checkpoint = state.checkpoint()
+                try:
+                    one = stages.detect([e], now=now)
+                except Exception as exc:
+                    state.rollback(checkpoint)
+                    failed.append(
+                        (index, f"detection failed: {type(exc).__name__}: {exc}", e.model_dump())
+                    )
+                    continue
+                out.detections += one.detections
+                out.orders += one.orders
+                for k in one.deleted:
+                    changed.pop(k, None)
+                    deleted.add(k)
+                for k, v in one.changed.items():
+                    changed[k] = v
+                    deleted.discard(k)
+            if failed:
+                batch.dead.append((m.source, failed))
+        out.changed, out.deleted = changed, deleted
+        return out
+
+    def _maybe_sweep(self, stage: _Stage, state: PartitionState, now: datetime) -> None:
+        """Expire idle state of this partition, at most every ``sweep_interval_seconds``;
+        the removals are taken with the batch's changes."""
+        t = time.monotonic()
+        last = stage.swept.setdefault(state.partition, t)
+        if t - last >= self.settings.sweep_interval_seconds:
+            stage.swept[state.partition] = t
+            removed = stage.stages.engine.sweep(state, now)
+            if removed:
+                log.info("state swept", stage=stage.name, partition=state.partition, keys=removed)
+
+    async def _persist(self, stages: Stages, result: BatchResult, now: datetime) -> None:
+        """``Stages.persist`` with exponential backoff until it succeeds (fail closed: the
+        partitions wait, nothing is acknowledged past the batch)."""
+        delay = 0.05
+        while True:
+            try:
+                await asyncio.to_thread(stages.persist, result, now=now)
+                return
+            except Exception:
+                self.stats.store_retries += 1
+                log.exception("store unavailable; retrying batch", retry_in=delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    async def _write_state(self, stage: _Stage, batch: _Batch) -> None:
+        """Each partition's changes and watermark into the Table: its in-memory store, and
+        its changelog partition (acknowledged before the messages count as processed)."""
+        writer = await self._changelog_writer()
+        topic = stage.table.changelog_topic_name
+        writes = []
+        for partition, offset in batch.last.items():
+            changed, deleted = batch.changes.get(partition, ({}, set()))
+            records = stage.state(partition).apply(changed, deleted, offset=offset)
+            writes.append(writer.write(topic, partition, records))
+            self.stats.state_records += len(records)
+        await asyncio.gather(*writes)
+
+    async def _changelog_writer(self) -> ChangelogWriter:
+        async with self._writer_lock:
+            if self._writer is None:
+                writer = ChangelogWriter(
+                    self.kafka.bootstrap_servers(), client_id=f"{self.kafka.app_id}-state"
+                )
+                await writer.start()
+                self._writer = writer
+            return self._writer
+
+    # -- forwarded records ----------------------------------------------------------------
+
+    async def _ingesting(self, events: list[Any]) -> None:
+        """A configured ingest topic: records normalized and re-keyed onto the audit topic
+        (no state here, so no watermark: a replay re-publishes the same event ids)."""
+        batch = _Batch()
+        messages = [
+            _Message(Source(e.message.topic, e.message.partition, e.message.offset), e.value, False)
+            for e in events
+        ]
+        await self._forward(messages, batch)
+        await self._finish_sends(batch)
+
+    async def _forward(self, messages: list[_Message], batch: _Batch) -> None:
+        """Records a forwarder wrote (JSON, NDJSON; any known format): normalized, the bad
+        ones to the DLQ, the events re-keyed onto the audit topic as micro-batches."""
+        events: list[AuditEvent] = []
+        for m in messages:
+            bad, found = await asyncio.to_thread(self._normalize, m)
+            if bad:
+                batch.dead.append((m.source, bad))
+            events += found
+        if events:
+            batch.sends += await self._publish(self.kafka.audit_topic, events, principal_key)
+            self.stats.forwarded += len(events)
+
+    def _normalize(self, m: _Message) -> tuple[list[Bad], list[AuditEvent]]:
+        if not m.value:
+            return [(None, "empty message", m.value)], []
+        try:
+            items = decode(m.value, limits=self.limits)
+        except IngestError as exc:
+            return [(None, exc.description, m.value)], []
+        svc = self.services
+        try:
+            parsed = normalize(
+                items,
+                formats=svc.formats,
+                fmt=self.kafka.ingest_format,
+                hasher=svc.hasher,
+                tenant=self.settings.ingest.default_tenant,
+            )
+        except UnknownFormat as exc:
+            return [(None, str(exc), m.value)], []
+        bad: list[Bad] = [
+            (r.index, r.reason, items[r.index] if 0 <= r.index < len(items) else None)
+            for r in parsed.rejected
+        ]
+        return bad, parsed.events
+
+    # -- producing ------------------------------------------------------------------------
+
+    async def _send(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes,
+        *,
+        partition: int | None = None,
+        headers: list[tuple[str, bytes]] | None = None,
+    ) -> Any:
+        return await self.app.producer.send(topic, key, value, partition, None, headers)
+
+    async def _publish(
+        self, topic: str, events: Sequence[AuditEvent], key: Callable[[AuditEvent], str]
+    ) -> list[Any]:
+        """``events`` as micro-batches, one or more messages per partition of their key."""
+        sends = []
+        for partition, (first_key, group) in self.partitioner.group(events, key).items():
+            for value, _ in codec.chunks(
+                group, max_events=self.kafka.batch_events, max_bytes=self.kafka.batch_bytes
+            ):
+                sends.append(
+                    await self._send(
+                        topic,
+                        first_key.encode(),
+                        value,
+                        partition=partition,
+                        headers=codec.batch_headers(),
+                    )
+                )
+        return sends
+
+    async def _outputs(self, result: BatchResult, stage: _Stage) -> list[Any]:
+        key = stage.name.encode()
+        sends = []
+        if result.detections:
+            value = codec.encode_detections(result.detections)
+            sends.append(await self._send(self.kafka.detections_topic, key, value))
+        if result.orders:
+            value = codec.encode_orders(result.orders)
+            sends.append(await self._send(self.kafka.orders_topic, key, value))
+        return sends
+
+    async def _finish_sends(self, batch: _Batch) -> None:
+        """Send the dead letters (one message per bad record: error, source offset,
+        redacted excerpt), then wait for every send of the batch to be acknowledged."""
+        hasher = self.services.hasher
+        for source, bad in batch.dead:
+            for index, error, record in bad:
+                value = codec.dead_letter(
+                    error=error, source=source, index=index, record=record, hasher=hasher
+                )
+                batch.sends.append(await self._send(self.kafka.dlq_topic, source.key(), value))
+            self.stats.dead_letters += len(bad)
+            log.warning(
+                "records sent to the DLQ",
+                topic=source.topic,
+                partition=source.partition,
+                offset=source.offset,
+                count=len(bad),
+                first_error=bad[0][1][:200] if bad else None,
+            )
+        if batch.sends:
+            await asyncio.gather(*batch.sends)
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    async def _on_assigned(self, sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+        """Forget (in memory) the state of partitions that moved to another worker."""
+        assigned: set[Any] = set(args[0]) if args else set(kwargs.get("assigned") or ())
+        for stage in (self.entity, self.family):
+            keep = {tp.partition for tp in assigned if tp.topic == stage.topic}
+            log.info("partitions assigned", stage=stage.name, partitions=sorted(keep))
+            for p in [p for p in stage.states if p not in keep]:
+                del stage.states[p]
+            if self.kafka.standby_replicas:
+                continue  # the store also holds the standby copies of other partitions
+            dropped = drop_partitions(stage.table.data, keep)
+            if dropped:
+                log.info("dropped state of moved partitions", stage=stage.name, keys=dropped)
+
+    async def _log_stats(self) -> None:
+        log.info("worker stats", **self.stats.as_dict())
+
+    async def _on_shutdown(self, sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+        log.info("worker stopping", **self.stats.as_dict())
+        if self._writer is not None:
+            await self._writer.stop()
+            self._writer = None
+        if self._reader is not None:
+            await self._reader.stop()
+            self._reader = None
+
+    async def _revocation_task(self) -> None:
+        """The revocation executor (outbox dispatcher, pending-order retries), as the
+        embedded service runs it; both stages wake it when they record orders."""
+        from tokenwarden.revocation_runtime import start_revocation
+
+        async with httpx.AsyncClient(timeout=10.0, follow_redirects=False) as http:
+            runtime = start_revocation(
+                settings=self.settings.revocation,
+                db=self.services.db,
+                http=http,
+                stages=self.entity.stages,
+            )
+            self.family.stages.observer = self.entity.stages.observer
+            self.family.stages.on_orders = self.entity.stages.on_orders
+            try:
+                await asyncio.Event().wait()
+            finally:
+                await runtime.stop()
+
+
+def _transient(exc: BaseException) -> bool:
+    """A broker or network fault worth waiting out (vs. a bug in what we process)."""
+    from aiokafka.errors import KafkaError as AioKafkaError
+
+    return isinstance(exc, ConnectionError | OSError | asyncio.TimeoutError | AioKafkaError)
+
+
+def _items(value: bytes | None) -> list[Any]:
+    """The JSON values of a micro-batch, for DLQ excerpts (best effort)."""
+    try:
+        items = orjson.loads(value or b"[]")
+    except ValueError:
+        return []
+    return items if isinstance(items, list) else []
