@@ -67,8 +67,11 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
         yield Service(base_url=base, admin_key=issued[0].key)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
+    """Chromium under Playwright's sync API — module-scoped, not session-scoped: while
+    Playwright runs, its event loop counts as running in the main thread, and every later
+    test that calls ``asyncio.run`` would fail."""
     if not CHROMIUM.exists():
         pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install -y chromium)")
     try:
