@@ -75,6 +75,16 @@ def test_batch_header() -> None:
     assert not codec.is_batch([("content-type", b"application/json")])
 
 
+def test_family_sent_header() -> None:
+    """The API's audit messages say their refresh events are on the family topic already;
+    nothing else does (the audit stage relays those)."""
+    sent = codec.batch_headers(family_sent=True)
+    assert codec.is_batch(sent) and codec.family_sent(sent)
+    assert not codec.family_sent(codec.batch_headers())
+    assert not codec.family_sent(None)
+    assert not codec.family_sent([("tw-family-sent", b"2")])
+
+
 def test_dead_letter_has_error_source_and_no_raw_token() -> None:
     source = codec.Source("tokenwarden.audit", 3, 1234)
     record = {"token": JWT, "note": "Bearer abcdefghijklmnop", "x": "y" * 200}

@@ -95,8 +95,20 @@ def test_serve_with_a_broker_publishes_and_workers_revoke(
     assert 0 < len(records) < len(raw) / 20
     for r in records:
         assert codec.is_batch(r.headers)
+        assert codec.family_sent(r.headers)
         for e in orjson.loads(r.value):
             assert partition_of(f"{e['tenant']}/u/{e['user']}", kafka.partitions) == r.partition
+    # the refresh events went straight to the family topic, by family, each exactly once
+    # (the audit stage did not relay them a second time)
+    by_family = read_topic(bootstrap, kafka.family_topic)
+    relayed = [e for r in by_family for e in orjson.loads(r.value)]
+    refreshes = [e for e in raw if e["action"] == "token.refreshed"]
+    assert sorted(e["id"] for e in relayed) == sorted(e["id"] for e in refreshes)
+    for r in by_family:
+        assert codec.is_batch(r.headers) and not codec.family_sent(r.headers)
+        for e in orjson.loads(r.value):
+            key = f"{e['tenant']}/f/{e['token']['family_id']}"
+            assert partition_of(key, kafka.partitions) == r.partition
     # the outputs
     out = [o for r in read_topic(bootstrap, kafka.orders_topic) for o in orjson.loads(r.value)]
     assert {o["target"]["value"] for o in out} == stolen

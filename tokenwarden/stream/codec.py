@@ -1,10 +1,13 @@
 """What our Kafka messages hold.
 
-**Micro-batch** (API → ``tokenwarden.audit``, audit stage → ``tokenwarden.audit.by-family``,
-forwarded records re-keyed onto ``tokenwarden.audit``): one message carries many events of
-one partition — a JSON array of AuditEvents in their wire form (defaults left out) — with
-the header ``tw-batch: 1``. The record key is the first event's partition key, so a
-consumer that re-derives the partition from the key lands on the same one.
+**Micro-batch** (API → ``tokenwarden.audit`` and its refresh events → ``tokenwarden.audit.
+by-family``, audit stage → ``tokenwarden.audit.by-family`` for forwarded records, forwarded
+records re-keyed onto ``tokenwarden.audit``): one message carries many events of one
+partition — a JSON array of AuditEvents in their wire form (defaults left out) — with the
+header ``tw-batch: 1``. The record key is the first event's partition key, so a consumer
+that re-derives the partition from the key lands on the same one. The API's audit messages
+also carry ``tw-family-sent: 1``: their refresh events are on the family topic already, so
+the audit stage does not relay them (it relays only what came from forwarders).
 
 **Forwarded records** (anything without that header on ``tokenwarden.audit`` or a
 configured ingest topic): JSON — one object or an array — or NDJSON, in any format the
@@ -44,6 +47,7 @@ from revocation import RevocationOrder
 
 BATCH_HEADER = "tw-batch"
 BATCH_VERSION = b"1"
+FAMILY_SENT_HEADER = "tw-family-sent"
 EXCERPT_BYTES = 2048
 #: longer than any identifier (ingest.secrets.MAX_IDENTIFIER_LENGTH): maybe a raw token
 _OPAQUE_RUN = re.compile(r"[A-Za-z0-9._~+/=-]{129,}")
@@ -55,8 +59,21 @@ _ORDERS = TypeAdapter(list[RevocationOrder])
 Headers = Sequence[tuple[str, bytes]]
 
 
-def batch_headers() -> list[tuple[str, bytes]]:
+def batch_headers(*, family_sent: bool = False) -> list[tuple[str, bytes]]:
+    """The headers of a micro-batch; ``family_sent``: its events of the family stage are on
+    the family topic already (the API sends them there itself), so the audit stage must
+    not relay them again."""
+    if family_sent:
+        return [(BATCH_HEADER, BATCH_VERSION), (FAMILY_SENT_HEADER, BATCH_VERSION)]
     return [(BATCH_HEADER, BATCH_VERSION)]
+
+
+def family_sent(headers: Iterable[tuple[str, bytes]] | None) -> bool:
+    """The micro-batch's family-stage events were published to the family topic by its
+    producer (``batch_headers(family_sent=True)``)."""
+    if not headers:
+        return False
+    return any(k == FAMILY_SENT_HEADER and v == BATCH_VERSION for k, v in headers)
 
 
 def is_batch(headers: Iterable[tuple[str, bytes]] | None) -> bool:

@@ -59,6 +59,18 @@ class KafkaSettings(BaseModel):
     batch_bytes: int = Field(
         default=512 * 1024, ge=1024, le=8 * 1024 * 1024, description="bytes per message"
     )
+    take_messages: int = Field(
+        default=64,
+        ge=1,
+        le=10_000,
+        description="worker: most messages handled together (one store transaction)",
+    )
+    take_bytes: int = Field(
+        default=4 * 1024 * 1024,
+        ge=1024,
+        le=256 * 1024 * 1024,
+        description="worker: most message bytes handled together",
+    )
     linger_ms: float = Field(
         default=2.0, ge=0, le=1000, description="API: how long a partial micro-batch waits"
     )

@@ -4,9 +4,10 @@ Topology (DESIGN.md, "Runners"; partitioning in ``tokenwarden.stream.keys``)::
 
     forwarders ─ raw JSON/NDJSON ─┐                         ┌─► tokenwarden.audit.dlq
     API (serve --broker) ─ batches┴─► tokenwarden.audit ────┤   (bad records + offsets)
-                                      keyed tenant/user     │
-      audit agent: usage + signal detectors,                ├─► tokenwarden.audit.by-family
-      Table "entity-state"                                  │   (refresh events, by family)
+        │                             keyed tenant/user     │
+        │ refresh events              audit agent: usage +  ├─► tokenwarden.audit.by-family
+        └───────────────────────────► signal detectors,     │   (refresh events, by family;
+                                      Table "entity-state"  │   forwarded ones relayed)
                                                             │      family agent:
                                                             │      refresh_reuse, Table
                                                             │      "family-state"
@@ -15,11 +16,17 @@ Topology (DESIGN.md, "Runners"; partitioning in ``tokenwarden.stream.keys``)::
              → the store applies the orders ─► tokenwarden.detections, tokenwarden.orders
 
 Every Kafka message is a micro-batch (``tokenwarden.stream.codec``: up to ``batch_events``
-events of one partition), and an agent handles one message at a time — faust's framework
-cost (~85 µs) and one store transaction are paid per message, i.e. per batch of events,
-not per event. For each message, in this order:
+events of one partition). An agent handles its messages in *takes* (``_consume``): all
+that arrived while the previous take was being handled, up to ``take_messages`` messages
+or ``take_bytes`` — so faust's framework cost (~85 µs), one store transaction, one output
+produce and one changelog write per partition are paid per take, i.e. per many events
+under load, and a lone message at low load waits for no timer. (One message at a time,
+the previous design, capped a stage at a few dozen messages a second; at moderate load
+the API's micro-batches are small, so the work queued up and a replayed token's order
+took 10-20 s.) For each take, in this order:
 
 0. after a rebalance, wait until faust has restored the Tables from their changelogs;
+   changes an earlier failed attempt left pending in memory are dropped;
 1. messages at or below their partition's watermark are skipped: a replay after a crash,
    whose outputs were durable before its state was written; a message *past*
    ``watermark + 1`` means the consumer skipped some (faust drops records fetched around
@@ -27,8 +34,9 @@ not per event. For each message, in this order:
    does the same for a partition that stays behind its end (``_catch_up``);
 2. micro-batches are decoded (a bad event or message goes to the DLQ with its error and
    source offset); forwarded records are normalized and re-keyed onto the audit topic;
-3. (audit stage) refresh events are sent on to the family repartition, grouped by the
-   partition of their family with the topic's partitioner;
+3. (audit stage) refresh events of forwarded records are sent on to the family
+   repartition, grouped by the partition of their family with the topic's partitioner
+   (the API sends its own there itself: ``codec.family_sent``);
 4. ``Stages.detect`` per partition, on that partition's state (if a detector raises, the
    partition's events are retried one by one and only the failing one is dead-lettered);
 5. ``Stages.persist`` once for the batch: one transaction records token facts,
@@ -39,9 +47,10 @@ not per event. For each message, in this order:
 7. each partition's changed state keys and its watermark are written to its Table
    (in-memory store + changelog, ``tokenwarden.stream.changelog``), acknowledged too.
 
-Only then does faust acknowledge the messages (and commit their offsets, every
-``commit_interval_seconds``). At-least-once delivery plus idempotent outputs (deterministic
-detection ids, orders keyed by their idempotency key) makes every order effectively once.
+Only then are the take's messages acknowledged (``stream.ack``; faust commits their
+offsets every ``commit_interval_seconds``, and a rebalance waits for the take in flight).
+At-least-once delivery plus idempotent outputs (deterministic detection ids, orders keyed
+by their idempotency key) makes every order effectively once.
 """
 
 from __future__ import annotations
@@ -51,7 +60,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 import httpx
 import orjson
@@ -79,12 +88,16 @@ from tokenwarden.stream.state import PartitionState, drop_partitions
 from tokenwarden.stream.transport import StreamApp
 
 log = structlog.get_logger("tokenwarden.stream")
+_T = TypeVar("_T")
 
 ENTITY_TABLE = "entity-state"
 #: seconds a partition's state may stay behind its topic's end before the worker reads
 #: the rest itself (``StreamWorker._catch_up``)
 CATCH_UP_TICKS = 3
 FAMILY_TABLE = "family-state"
+#: takes of at most this many bytes are decoded and detected on the event loop
+#: (``_off_loop``): ~100 events, a few ms of work
+INLINE_BYTES = 32 * 1024
 #: (record index or None for the whole message, error, the record or raw value)
 Bad = tuple[int | None, str, Any]
 
@@ -128,6 +141,13 @@ def build_app(kafka: KafkaSettings, *, datadir: str) -> StreamApp:
         web_port=kafka.web_port or 6066,
         web_bind="0.0.0.0",  # noqa: S104 - the health endpoint of a container
         processing_guarantee="at_least_once",
+        # faust compares the changelog offset it read up to in an earlier recovery with
+        # the topic's end offset, to catch a RocksDB store that outlived its topic. The
+        # memory store outlives nothing; and the Tansu test broker reports the end of a
+        # partition as the last record batch's base offset + 1, so after ChangelogWriter's
+        # multi-record batches a partition recovered twice by one worker looked "ahead"
+        # of its topic and the worker crashed (tests/stream/test_takes.py).
+        recovery_consistency_check=False,
     )
     app.fetch_wait_ms = kafka.fetch_wait_ms
     return app
@@ -135,6 +155,8 @@ def build_app(kafka: KafkaSettings, *, datadir: str) -> StreamApp:
 
 @dataclass(slots=True)
 class WorkerStats:
+    #: takes of the agents (``_consume``), and batches processed (a take, a gap read)
+    takes: int = 0
     batches: int = 0
     messages: int = 0
     events: int = 0
@@ -147,8 +169,14 @@ class WorkerStats:
     store_retries: int = 0
     retries: int = 0
     gap_messages: int = 0
+    #: the most messages handled in one take (``_consume``)
+    max_take: int = 0
     #: wall-clock seconds spent per phase of a batch (decode, detect, persist, …)
     seconds: dict[str, float] = field(default_factory=dict)
+
+    def took(self, messages: int) -> None:
+        self.takes += 1
+        self.max_take = max(self.max_take, messages)
 
     def add(self, phase: str, since: float) -> float:
         now = time.perf_counter()
@@ -188,12 +216,60 @@ class _Stage:
         return s
 
 
+class _Taker:
+    """The buffer between a stream's reader task and its handler: ``put`` waits while
+    ``max_messages`` messages or ``max_bytes`` bytes are waiting; ``take`` waits for the
+    first message and returns everything waiting (``[]`` once the stream ended)."""
+
+    def __init__(self, max_messages: int, max_bytes: int) -> None:
+        self.max_messages = max_messages
+        self.max_bytes = max_bytes
+        self._events: list[Any] = []
+        self._bytes = 0
+        self._changed = asyncio.Event()
+        self._closed = False
+        self._error: BaseException | None = None
+
+    def _full(self) -> bool:
+        return len(self._events) >= self.max_messages or self._bytes >= self.max_bytes
+
+    async def put(self, event: Any) -> None:
+        while self._full():
+            self._changed.clear()
+            await self._changed.wait()
+        self._events.append(event)
+        self._bytes += len(event.value or b"")
+        self._changed.set()
+
+    def close(self, error: BaseException | None) -> None:
+        self._closed = True
+        if error is not None and not isinstance(error, asyncio.CancelledError):
+            self._error = error
+        self._changed.set()
+
+    async def take(self) -> list[Any]:
+        while not self._events:
+            if self._error is not None:
+                raise self._error
+            if self._closed:
+                return []
+            self._changed.clear()
+            await self._changed.wait()
+        events, self._events, self._bytes = self._events, [], 0
+        self._changed.set()  # room for the reader
+        return events
+
+
 @dataclass(slots=True)
 class _Message:
     source: Source
     value: bytes | None
     batch: bool
     events: list[AuditEvent] = field(default_factory=list)
+    #: the broker's timestamp of the message (seconds since the epoch), for the lag log
+    timestamp: float | None = None
+    #: its family-stage events are on the family topic already (the API sent them there)
+    family_sent: bool = False
 
 
 class _Batch:
@@ -225,7 +301,9 @@ class StreamWorker:
         self.partitioner = Partitioner(kafka.partitions)
         self.limits = Limits(max_bytes=64 * 1024 * 1024, max_events=1_000_000)
         self.app = app = build_app(kafka, datadir=datadir)
-        self._writer: ChangelogWriter | None = None
+        #: one changelog producer per Table: aiokafka sends one request at a time per
+        #: broker connection, and the two stages' writes should not queue behind each other
+        self._writers: dict[str, ChangelogWriter] = {}
         self._writer_lock = asyncio.Lock()
         self._reader: Any = None
         self._reader_lock = asyncio.Lock()
@@ -280,13 +358,45 @@ class StreamWorker:
     async def _consume(
         self, stream: Any, handle: Callable[[list[Any]], Any], *, stage: _Stage | None = None
     ) -> None:
-        # One Kafka message (a micro-batch of up to ``batch_events`` events) at a time, with
-        # faust's own acknowledgement: the offset counts as processed once this body has
-        # returned. (``stream.take_events`` was measured to lose buffered messages across
-        # a rebalance: messages fetched in the old generation are skipped, yet later
-        # offsets of the same partition were committed past them.)
-        async for event in stream.events():
-            await self._guarded(handle, [event], stage)
+        """Handle the stream's messages in takes (``_Taker``): everything that arrived while
+        the previous take was being handled, up to ``take_messages`` / ``take_bytes`` — so
+        one store transaction, one output produce and one changelog write per partition
+        cover many Kafka messages under load, and a lone message waits for nothing.
+
+        faust's own acknowledgement is switched off for this stream (``enable_acks``) and
+        each message is acknowledged with ``stream.ack`` only after its take has been
+        handled: faust commits no offset past a message that is taken but not handled,
+        and a rebalance (``wait_empty``) waits for the take in flight. A reader task keeps
+        iterating the stream meanwhile, so the take in flight never waits for the next
+        message (a take that needed one more message to finish could block the rebalance
+        that cleared the stream's buffer). Messages faust itself drops around a rebalance
+        (and acknowledges) are still found by the watermark check (``_fill_gap``,
+        ``_catch_up``)."""
+        stream.enable_acks = False
+        taker = _Taker(self.kafka.take_messages, self.kafka.take_bytes)
+
+        async def read() -> None:
+            try:
+                async for event in stream.events():
+                    await taker.put(event)
+            except BaseException as exc:
+                taker.close(exc)
+                raise
+            taker.close(None)
+
+        reader = asyncio.create_task(read(), name="tokenwarden-stream-reader")
+        try:
+            while True:
+                events = await taker.take()
+                if not events:
+                    return  # the stream ended
+                self.stats.took(len(events))
+                await self._guarded(handle, events, stage)
+                for event in events:
+                    await stream.ack(event)
+        finally:
+            reader.cancel()
+            await asyncio.gather(reader, return_exceptions=True)
 
     async def _guarded(
         self, handle: Callable[[list[Any]], Any], events: list[Any], stage: _Stage | None
@@ -311,6 +421,11 @@ class StreamWorker:
                     messages=len(events),
                 )
                 if not transient and attempt >= 3:
+                    if len(events) > 1:
+                        # one bad message must not take its neighbours to the DLQ
+                        for one in events:
+                            await self._guarded(handle, [one], stage)
+                        return
                     await self._dead_letter_all(events, exc, stage)
                     return
                 await asyncio.sleep(delay)
@@ -374,6 +489,7 @@ class StreamWorker:
                 Source(tp.topic, tp.partition, r.offset),
                 r.value,
                 codec.is_batch(r.headers),
+                family_sent=codec.family_sent(r.headers),
             )
             for r in records
         ]
@@ -419,6 +535,8 @@ class StreamWorker:
                 Source(e.message.topic, e.message.partition, e.message.offset),
                 e.value,
                 codec.is_batch(e.message.headers),
+                timestamp=e.message.timestamp,
+                family_sent=codec.family_sent(e.message.headers),
             )
             for e in events
         ]
@@ -475,9 +593,13 @@ class StreamWorker:
 
     async def _process(self, stage: _Stage, incoming: list[_Message]) -> None:
         stats = self.stats
-        t = time.perf_counter()
+        t = started = time.perf_counter()
         batch = _Batch()
         messages: list[_Message] = []
+        for partition in {m.source.partition for m in incoming}:
+            # changes a failed attempt left pending (detected, never written) would be
+            # applied twice when its messages are processed again
+            stage.state(partition).rollback(({}, set(), set()))
         for m in incoming:
             partition, offset = m.source.partition, m.source.offset
             state = stage.state(partition)
@@ -512,19 +634,23 @@ class StreamWorker:
         batched = [m for m in messages if m.batch]
         if forwarded:
             await self._forward(forwarded, batch)
-        bad = await asyncio.to_thread(self._decode, batched)
+        size = sum(len(m.value or b"") for m in batched)
+        bad = await _off_loop(size, self._decode, batched)
         batch.dead += bad
         t = stats.add(f"{stage.name}.decode", t)
         events_all = [e for m in batched for e in m.events]
         if stage is self.entity:
             # refresh events on to the family repartition first (acknowledged with the
             # batch's other sends, before its state is written): the family stage need
-            # not wait for this stage's store transaction
-            relay = [e for e in events_all if wants_family_stage(e)]
+            # not wait for this stage's store transaction. The API sends its own there
+            # itself (``family_sent``); only forwarded records' events are relayed here.
+            relay = [
+                e for m in batched if not m.family_sent for e in m.events if wants_family_stage(e)
+            ]
             if relay:
                 batch.sends += await self._publish(self.kafka.family_topic, relay, family_key)
         now = self.clock()
-        result = await asyncio.to_thread(self._detect, stage, batched, now, batch)
+        result = await _off_loop(size, self._detect, stage, batched, now, batch)
         t = stats.add(f"{stage.name}.detect", t)
         if stage is not self.entity:
             result.events = []  # token facts are recorded once, by the audit stage
@@ -542,6 +668,7 @@ class StreamWorker:
         stats.detections += len(result.detections)
         stats.orders += len(result.orders)
         if result.orders:
+            stamps = [m.timestamp for m in messages if m.timestamp]
             log.info(
                 "orders decided",
                 stage=stage.name,
@@ -549,6 +676,10 @@ class StreamWorker:
                 events=len(events_all),
                 detections=len(result.detections),
                 orders=[o.id for o in result.orders],
+                # wall clock vs. the broker's timestamps: how long the oldest message of
+                # the batch waited before its outputs were durable (diagnostics only)
+                lag_ms=round((time.time() - min(stamps)) * 1000) if stamps else None,
+                batch_ms=round((time.perf_counter() - started) * 1000, 1),
             )
 
     def _decode(self, messages: list[_Message]) -> list[tuple[Source, list[Bad]]]:
@@ -601,6 +732,12 @@ class StreamWorker:
             merged.detections += result.detections
             merged.orders += result.orders
             batch.changes[partition] = (result.changed, result.deleted)
+        # A take's orders are applied in one transaction, each locking its family's row;
+        # the other stage's transaction (another worker's too) upserts the families of
+        # its token facts in sorted order (``store.record_tokens``). Applying the orders in
+        # that same order keeps the two from deadlocking (PostgreSQL detects a deadlock
+        # only after ``deadlock_timeout``, 1 s: it stalled takes of several orders).
+        merged.orders.sort(key=lambda o: (o.target.tenant, o.target.value))
         return merged
 
     def _detect_one_by_one(
@@ -667,25 +804,48 @@ class StreamWorker:
     async def _write_state(self, stage: _Stage, batch: _Batch) -> None:
         """Each partition's changes and watermark into the Table: its in-memory store, and
         its changelog partition (acknowledged before the messages count as processed)."""
-        writer = await self._changelog_writer()
         topic = stage.table.changelog_topic_name
         writes = []
         for partition, offset in batch.last.items():
             changed, deleted = batch.changes.get(partition, ({}, set()))
             records = stage.state(partition).apply(changed, deleted, offset=offset)
-            writes.append(writer.write(topic, partition, records))
+            writes.append(self._write_changelog(topic, partition, records))
             self.stats.state_records += len(records)
         await asyncio.gather(*writes)
 
-    async def _changelog_writer(self) -> ChangelogWriter:
+    async def _write_changelog(
+        self, topic: str, partition: int, records: list[tuple[str, Any]]
+    ) -> None:
+        """The records until the broker takes them. They are already in the in-memory
+        store and the watermark moved, so giving up would let a retry of the messages
+        skip them and leave the changelog without their state: a broker fault is waited
+        out (fail closed, like the store)."""
+        delay = 0.05
+        while True:
+            try:
+                writer = await self._changelog_writer(topic)
+                await writer.write(topic, partition, records)
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                if not _transient(exc):
+                    raise
+                self.stats.retries += 1
+                log.exception("changelog write failed; retrying", topic=topic, retry_in=delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    async def _changelog_writer(self, topic: str) -> ChangelogWriter:
         async with self._writer_lock:
-            if self._writer is None:
+            writer = self._writers.get(topic)
+            if writer is None:
                 writer = ChangelogWriter(
                     self.kafka.bootstrap_servers(), client_id=f"{self.kafka.app_id}-state"
                 )
                 await writer.start()
-                self._writer = writer
-            return self._writer
+                self._writers[topic] = writer
+            return writer
 
     # -- forwarded records ----------------------------------------------------------------
 
@@ -824,9 +984,9 @@ class StreamWorker:
 
     async def _on_shutdown(self, sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
         log.info("worker stopping", **self.stats.as_dict())
-        if self._writer is not None:
-            await self._writer.stop()
-            self._writer = None
+        writers, self._writers = self._writers, {}
+        for writer in writers.values():
+            await writer.stop()
         if self._reader is not None:
             await self._reader.stop()
             self._reader = None
@@ -849,6 +1009,16 @@ class StreamWorker:
                 await asyncio.Event().wait()
             finally:
                 await runtime.stop()
+
+
+async def _off_loop(size: int, fn: Callable[..., _T], *args: Any) -> _T:
+    """``fn(*args)`` in a thread for a large take, on the event loop for a small one: the
+    hop to the executor and back costs a few ms when other threads hold the GIL (faust's
+    consumer thread, a store transaction) — more than decoding and detecting a few dozen
+    events, and it sat on the path of every small take at moderate load."""
+    if size <= INLINE_BYTES:
+        return fn(*args)
+    return await asyncio.to_thread(fn, *args)
 
 
 def _transient(exc: BaseException) -> bool:
