@@ -36,3 +36,10 @@ def test_compose_topology_and_settings() -> None:
     assert settings.kafka.bootstrap_servers() == ["kafka:9092"]
     assert settings.kafka.partitions == 8
     assert settings.revocation.adapters[0].type == "redis"
+
+
+def test_the_image_build_leaves_local_state_out() -> None:
+    """``COPY . /app`` must not carry a developer's virtualenv, database (with its
+    generated hash key and API key hashes) or git history into the image."""
+    ignored = set((COMPOSE.parent / ".dockerignore").read_text().split())
+    assert {".git", ".venv", "*.db", "*.db-*"} <= ignored
