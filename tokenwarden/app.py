@@ -76,7 +76,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        svc = services or build_services(settings)
+        svc = services or build_services(settings, load_state=not settings.kafka.broker)
         pipeline: EmbeddedPipeline | KafkaPipeline
         if settings.kafka.broker:  # scale-out: accepted events go to Kafka, workers detect
             from tokenwarden.stream.publish import KafkaPipeline

@@ -49,13 +49,18 @@ def active_policy(settings: Settings, stored: StoredPolicy | None) -> Policy:
     return Policy.from_config(settings.policy.rules, settings.policy.modes)
 
 
-def build_services(settings: Settings, *, migrate: bool = True) -> Services:
-    """Open the database (migrating it), load detector state, wire the stages."""
+def build_services(
+    settings: Settings, *, migrate: bool = True, load_state: bool = True
+) -> Services:
+    """Open the database (migrating it), load detector state, wire the stages.
+
+    ``load_state=False`` where the stages' detector state lives elsewhere (the Kafka
+    runner: faust Tables) — the saved state can be large and would only be thrown away."""
     db = make_engine(settings.database_url)
     if migrate:
         upgrade(db)
     with db.connect() as conn:
-        state = TrackedState(store.load_state(conn))
+        state = TrackedState(store.load_state(conn) if load_state else {})
         stored = get_policy_config(conn)
     stages = Stages(
         db=db,

@@ -111,3 +111,24 @@ def test_usage_baselines_are_saved_on_their_interval_refresh_state_with_every_ba
         assert _stale(stages, _saved(services)) == set()  # a restart reloads all of it
     finally:
         services.db.dispose()
+
+
+def test_saved_state_is_loaded_unless_it_lives_elsewhere(tmp_path: Path) -> None:
+    """``serve`` and ``replay`` start from the saved detector state; the Kafka runner
+    (worker, ``serve --broker``) keeps its state in faust Tables and loads none."""
+    settings = Settings(database_url=f"sqlite:///{tmp_path / 's.db'}")
+    t0 = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
+    first = build_services(settings)
+    first.stages.process(_events(t0, "fam-1"), now=t0)
+    first.stages.flush_state(now=t0)
+    saved = _saved(first)
+    first.db.dispose()
+    assert saved
+    again = build_services(settings)
+    elsewhere = build_services(settings, load_state=False)
+    try:
+        assert set(dict(again.stages.state.items())) == set(saved)
+        assert not dict(elsewhere.stages.state.items())
+    finally:
+        again.db.dispose()
+        elsewhere.db.dispose()

@@ -295,7 +295,7 @@ class StreamWorker:
     ) -> None:
         self.settings = settings
         self.kafka = kafka = settings.kafka
-        self.services = services or build_services(settings)
+        self.services = services or build_services(settings, load_state=False)
         self.clock = clock
         self.stats = WorkerStats()
         self.partitioner = Partitioner(kafka.partitions)
