@@ -571,7 +571,10 @@ class StreamWorker:
                 seen, ticks = stage.idle.get(tp.partition, (None, 0))
                 ticks = ticks + 1 if seen == applied else 0
                 stage.idle[tp.partition] = (applied, ticks)
-                if applied + 1 >= end or ticks < CATCH_UP_TICKS:
+                if ticks < CATCH_UP_TICKS:
+                    continue
+                if applied + 1 >= end:
+                    await self._commit_applied(tp, applied)
                     continue
                 async with stage.lock:
                     if stage.state(tp.partition).applied != applied:
@@ -582,6 +585,25 @@ class StreamWorker:
                 commit = getattr(self.app.consumer, "_commit_offsets", None)
                 if commit is not None and stage.state(tp.partition).applied + 1 >= end:
                     await commit({tp: end})
+
+    async def _commit_applied(self, tp: Any, applied: int) -> None:
+        """Move faust's committed offset of an idle partition up to its watermark.
+
+        Everything at or below the watermark is durable (outputs, then state), so
+        committing ``applied + 1`` is always safe. faust itself commits only what was
+        acknowledged on the stream; messages a worker SIGKILLed after writing their state
+        but before its commit are fetched again by the survivor, and when faust drops such
+        re-fetched records around a rebalance without acknowledging them, no later
+        message may ever come to carry the commit past them: the partition would stay
+        "behind" for ever although nothing is left to do."""
+        if applied < 0:
+            return
+        consumer = self.app.consumer
+        committed = getattr(consumer, "_committed_offset", {}).get(tp)
+        commit = getattr(consumer, "_commit_offsets", None)
+        if commit is not None and (committed is None or committed < applied + 1):
+            log.info("idle partition committed up to its watermark", tp=str(tp), applied=applied)
+            await commit({tp: applied + 1})
 
     async def _end_offsets(self, topic: str, partitions: list[int]) -> dict[int, int]:
         from aiokafka import TopicPartition
