@@ -28,6 +28,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -217,14 +219,12 @@ def raw_consume(broker: Tansu, n: int, fetch_wait_ms: int) -> dict[str, Any]:
     return asyncio.run(run())
 
 
-def parsed_traffic(n: int) -> list[AuditEvent]:
-    raw = list(traffic(n, families=max(1000, n // 50)))
-    return validate_events(raw, hasher=TokenHasher(HASH_KEY.encode())).events
-
-
-def throughput(
-    workers: int, events: list[AuditEvent], args: argparse.Namespace, logdir: Path
-) -> dict[str, Any]:
+@contextmanager
+def cluster(
+    args: argparse.Namespace, workers: int, logdir: Path
+) -> Iterator[tuple[Tansu, KafkaSettings, sa.Engine, Workers]]:
+    """A fresh broker and PostgreSQL schema, the topics, and ``workers`` worker processes
+    (started, not yet ready); all stopped at the end."""
     with running_tansu() as broker, pg_schema(args.postgres) as db_url:
         kafka = KafkaSettings(
             broker=broker.url,
@@ -239,44 +239,55 @@ def throughput(
         upgrade(db)
         procs = Workers(workers, kafka_env(kafka, db_url), logdir)
         try:
-            procs.wait_ready()
-            cpu0 = procs.cpu_seconds()
-
-            async def publish() -> float:
-                pub = KafkaPipeline(kafka, db=db)
-                await pub.start()
-                t = time.monotonic()
-                futures = [
-                    pub.submit(events[i : i + args.batch])
-                    for i in range(0, len(events), args.batch)
-                ]
-                await asyncio.gather(*futures)
-                await pub.stop()
-                return t
-
-            started = asyncio.run(publish())
-            finished = wait_consumed(kafka, timeout=600)
-            # Tansu reports a partition's end as its last record batch's base offset + 1,
-            # short of the end when several small messages shared a batch (the family
-            # topic's): also wait for the replays' orders, recorded by the family stage
-            stolen = sum(1 for e in events if e.token and e.token.id.startswith("stolen-"))
-            deadline = time.monotonic() + 120
-            while True:
-                with db.connect() as conn:
-                    found = conn.execute(sa.text("SELECT count(*) FROM orders")).scalar_one()
-                if found >= stolen:
-                    break
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"{found} of {stolen} orders")
-                time.sleep(0.05)
-                finished = time.monotonic()
-            seconds = finished - started
-            cpu = procs.cpu_seconds() - cpu0
-            with db.connect() as conn:
-                orders = conn.execute(sa.text("SELECT count(*) FROM orders")).scalar_one()
+            yield broker, kafka, db, procs
         finally:
             procs.stop()
             db.dispose()
+
+
+def parsed_traffic(n: int) -> list[AuditEvent]:
+    raw = list(traffic(n, families=max(1000, n // 50)))
+    return validate_events(raw, hasher=TokenHasher(HASH_KEY.encode())).events
+
+
+def throughput(
+    workers: int, events: list[AuditEvent], args: argparse.Namespace, logdir: Path
+) -> dict[str, Any]:
+    with cluster(args, workers, logdir) as (_, kafka, db, procs):
+        procs.wait_ready()
+        cpu0 = procs.cpu_seconds()
+
+        async def publish() -> float:
+            pub = KafkaPipeline(kafka, db=db)
+            await pub.start()
+            t = time.monotonic()
+            futures = [
+                pub.submit(events[i : i + args.batch]) for i in range(0, len(events), args.batch)
+            ]
+            await asyncio.gather(*futures)
+            await pub.stop()
+            return t
+
+        started = asyncio.run(publish())
+        finished = wait_consumed(kafka, timeout=600)
+        # Tansu reports a partition's end as its last record batch's base offset + 1,
+        # short of the end when several small messages shared a batch (the family
+        # topic's): also wait for the replays' orders, recorded by the family stage
+        stolen = sum(1 for e in events if e.token and e.token.id.startswith("stolen-"))
+        deadline = time.monotonic() + 120
+        while True:
+            with db.connect() as conn:
+                found = conn.execute(sa.text("SELECT count(*) FROM orders")).scalar_one()
+            if found >= stolen:
+                break
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{found} of {stolen} orders")
+            time.sleep(0.05)
+            finished = time.monotonic()
+        seconds = finished - started
+        cpu = procs.cpu_seconds() - cpu0
+        with db.connect() as conn:
+            orders = conn.execute(sa.text("SELECT count(*) FROM orders")).scalar_one()
     return {
         "events_per_s": round(len(events) / seconds),
         "seconds": round(seconds, 2),
@@ -288,122 +299,106 @@ def throughput(
 def latency(args: argparse.Namespace, logdir: Path) -> dict[str, Any]:
     """Refresh-token replays at moderate load; publish -> order message timestamp."""
     rate, attacks_per_s, duration = args.rate, args.attacks, args.latency_seconds
-    with running_tansu() as broker, pg_schema(args.postgres) as db_url:
-        kafka = KafkaSettings(
-            broker=broker.url,
-            partitions=args.partitions,
-            fetch_wait_ms=args.fetch_wait_ms,
-            state_buckets=args.buckets,
-            batch_events=args.batch,
-            linger_ms=2.0,
-        )
-        provision(kafka)
-        db = make_engine(db_url)
-        upgrade(db)
-        procs = Workers(2, kafka_env(kafka, db_url), logdir)
+    with cluster(args, 2, logdir) as (broker, kafka, db, procs):
         hasher = TokenHasher(HASH_KEY.encode())
         sent: dict[str, float] = {}
         seen: dict[str, float] = {}
-        try:
-            procs.wait_ready()
+        procs.wait_ready()
 
-            def ev(data: dict[str, Any]) -> AuditEvent:
-                return AuditEvent.model_validate(data, context={"hasher": hasher})
+        def ev(data: dict[str, Any]) -> AuditEvent:
+            return AuditEvent.model_validate(data, context={"hasher": hasher})
 
-            async def run() -> None:
-                pub = KafkaPipeline(kafka, db=db)
-                await pub.start()
-                consumer = AIOKafkaConsumer(
-                    kafka.orders_topic,
-                    bootstrap_servers=broker.bootstrap,
-                    auto_offset_reset="earliest",
-                    fetch_max_wait_ms=args.fetch_wait_ms,
-                )
-                await consumer.start()
+        async def run() -> None:
+            pub = KafkaPipeline(kafka, db=db)
+            await pub.start()
+            consumer = AIOKafkaConsumer(
+                kafka.orders_topic,
+                bootstrap_servers=broker.bootstrap,
+                auto_offset_reset="earliest",
+                fetch_max_wait_ms=args.fetch_wait_ms,
+            )
+            await consumer.start()
 
-                async def collect() -> None:
-                    while True:
-                        batch = await consumer.getmany(timeout_ms=100)
-                        for records in batch.values():
-                            for r in records:
-                                for order in orjson.loads(r.value):
-                                    seen.setdefault(order["target"]["value"], r.timestamp / 1000)
+            async def collect() -> None:
+                while True:
+                    batch = await consumer.getmany(timeout_ms=100)
+                    for records in batch.values():
+                        for r in records:
+                            for order in orjson.loads(r.value):
+                                seen.setdefault(order["target"]["value"], r.timestamp / 1000)
 
-                collector = asyncio.create_task(collect())
-                background = traffic(10**9, families=5000, replays=0)
-                step = 0.01
-                per_step = max(1, int(rate * step))
-                every = max(1, int(1 / (attacks_per_s * step)))
-                n = 0
-                loop_start = time.monotonic()
-                pending_rotation: list[str] = []
-                while time.monotonic() - loop_start < duration:
-                    now = datetime.now(UTC)
-                    batch = []
-                    for _ in range(per_step):
-                        raw = next(background)
-                        raw["time"] = now.isoformat()
-                        batch.append(ev(raw))
-                    if n % every == 0:
-                        fam = f"lat-{n}"
-                        base = {
-                            "tenant": "lat",
-                            "user": f"u{n}@lat.example",
-                            "client_id": "c",
-                            "time": (now - timedelta(seconds=30)).isoformat(),
-                            "source": {"ip": "10.0.0.1", "asn": 64500},
-                        }
-                        batch.append(
-                            ev(
-                                {
-                                    **base,
-                                    "id": f"{fam}-rot",
-                                    "action": "token.refreshed",
-                                    "token": {
-                                        "parent_id": f"{fam}-rt0",
-                                        "id": f"{fam}-rt1",
-                                        "family_id": fam,
-                                        "type": "refresh_token",
-                                    },
-                                }
-                            )
-                        )
-                        pending_rotation.append(fam)
-                    if len(pending_rotation) > 2:  # rotated ~20 ms ago: replay the old token
-                        fam = pending_rotation.pop(0)
-                        replay = ev(
+            collector = asyncio.create_task(collect())
+            background = traffic(10**9, families=5000, replays=0)
+            step = 0.01
+            per_step = max(1, int(rate * step))
+            every = max(1, int(1 / (attacks_per_s * step)))
+            n = 0
+            loop_start = time.monotonic()
+            pending_rotation: list[str] = []
+            while time.monotonic() - loop_start < duration:
+                now = datetime.now(UTC)
+                batch = []
+                for _ in range(per_step):
+                    raw = next(background)
+                    raw["time"] = now.isoformat()
+                    batch.append(ev(raw))
+                if n % every == 0:
+                    fam = f"lat-{n}"
+                    base = {
+                        "tenant": "lat",
+                        "user": f"u{n}@lat.example",
+                        "client_id": "c",
+                        "time": (now - timedelta(seconds=30)).isoformat(),
+                        "source": {"ip": "10.0.0.1", "asn": 64500},
+                    }
+                    batch.append(
+                        ev(
                             {
-                                "id": f"{fam}-replay",
-                                "tenant": "lat",
-                                "user": f"u{fam[4:]}@lat.example",
-                                "client_id": "c",
-                                "time": now.isoformat(),
+                                **base,
+                                "id": f"{fam}-rot",
                                 "action": "token.refreshed",
-                                "source": {"ip": "198.51.100.7", "asn": 64999},
                                 "token": {
                                     "parent_id": f"{fam}-rt0",
-                                    "id": f"{fam}-x",
+                                    "id": f"{fam}-rt1",
                                     "family_id": fam,
                                     "type": "refresh_token",
                                 },
                             }
                         )
-                        pub.submit([replay])
-                        sent[fam] = time.time()
-                    pub.submit(batch)
-                    n += 1
-                    await asyncio.sleep(max(0.0, loop_start + n * step - time.monotonic()))
-                deadline = time.monotonic() + 15
-                while time.monotonic() < deadline and not set(sent) <= set(seen):
-                    await asyncio.sleep(0.1)
-                collector.cancel()
-                await consumer.stop()
-                await pub.stop()
+                    )
+                    pending_rotation.append(fam)
+                if len(pending_rotation) > 2:  # rotated ~20 ms ago: replay the old token
+                    fam = pending_rotation.pop(0)
+                    replay = ev(
+                        {
+                            "id": f"{fam}-replay",
+                            "tenant": "lat",
+                            "user": f"u{fam[4:]}@lat.example",
+                            "client_id": "c",
+                            "time": now.isoformat(),
+                            "action": "token.refreshed",
+                            "source": {"ip": "198.51.100.7", "asn": 64999},
+                            "token": {
+                                "parent_id": f"{fam}-rt0",
+                                "id": f"{fam}-x",
+                                "family_id": fam,
+                                "type": "refresh_token",
+                            },
+                        }
+                    )
+                    pub.submit([replay])
+                    sent[fam] = time.time()
+                pub.submit(batch)
+                n += 1
+                await asyncio.sleep(max(0.0, loop_start + n * step - time.monotonic()))
+            deadline = time.monotonic() + 15
+            while time.monotonic() < deadline and not set(sent) <= set(seen):
+                await asyncio.sleep(0.1)
+            collector.cancel()
+            await consumer.stop()
+            await pub.stop()
 
-            asyncio.run(run())
-        finally:
-            procs.stop()
-            db.dispose()
+        asyncio.run(run())
     if os.environ.get("TW_BENCH_DEBUG"):
         first = min(sent.values())
         worst = sorted(((seen[f] - t) * 1000, t - first) for f, t in sent.items() if f in seen)
