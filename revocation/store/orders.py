@@ -49,6 +49,7 @@ from revocation.statements import per_dialect
 from revocation.store import outbox
 from revocation.store.alerts import open_alerts
 from revocation.store.audit import append_audit_many, audit_row
+from revocation.store.keyset import newest_first
 from revocation.tables import families, kill_switches, tokens
 from revocation.tables import orders as orders_table
 from revocation.tables import outbox as outbox_table
@@ -175,7 +176,15 @@ def page_orders(
     """Orders, newest first, filtered; ``before`` is the keyset cursor ``(created_at, id)``
     of the last order of the previous page."""
     t = orders_table.c
-    query = select(orders_table).order_by(t.created_at.desc(), t.id.desc()).limit(limit)
+    query = newest_first(
+        select(orders_table),
+        at=t.created_at,
+        id_=t.id,
+        since=since,
+        until=until,
+        before=before,
+        limit=limit,
+    )
     if tenant is not None:
         query = query.where(t.tenant == tenant)
     if mode is not None:
@@ -186,13 +195,6 @@ def page_orders(
         query = query.where(t.rule == rule)
     if target is not None:
         query = query.where(t.target_kind == target[0], t.target_value == target[1])
-    if since is not None:
-        query = query.where(t.created_at >= since)
-    if until is not None:
-        query = query.where(t.created_at < until)
-    if before is not None:
-        at, last_id = before
-        query = query.where(or_(t.created_at < at, and_(t.created_at == at, t.id < last_id)))
     return [view_of(row) for row in conn.execute(query)]
 
 

@@ -10,11 +10,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, and_, bindparam, delete, or_, select
+from sqlalchemy import Connection, bindparam, delete, select
 
 from detectors.detection import Detection
 from revocation.statements import per_dialect
 from revocation.store.audit import audit_row
+from revocation.store.keyset import newest_first
 from revocation.tables import detections as detections_table
 from revocation.tables import detector_state
 from revocation.upsert import insert_for
@@ -110,7 +111,9 @@ def page_detections(
     """Detections, newest first, filtered; ``before`` is the keyset cursor: only those
     older than that ``(time, id)`` (a page after the last one seen)."""
     t = detections_table.c
-    query = select(t.data).order_by(t.time.desc(), t.id.desc()).limit(limit)
+    query = newest_first(
+        select(t.data), at=t.time, id_=t.id, since=since, until=until, before=before, limit=limit
+    )
     if tenant is not None:
         query = query.where(t.tenant == tenant)
     if entity is not None:
@@ -121,13 +124,6 @@ def page_detections(
         query = query.where(t.severity.in_(list(severities)))
     if family_id is not None:
         query = query.where(t.data["family_id"].as_string() == family_id)
-    if since is not None:
-        query = query.where(t.time >= since)
-    if until is not None:
-        query = query.where(t.time < until)
-    if before is not None:
-        at, last_id = before
-        query = query.where(or_(t.time < at, and_(t.time == at, t.id < last_id)))
     return [Detection.model_validate(data) for data in conn.scalars(query)]
 
 
