@@ -24,7 +24,6 @@ import argparse
 import asyncio
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -42,132 +41,61 @@ ROOT = Path(__file__).resolve().parents[1]
 # shadow the kafka-python package (``kafka``): import from the project root instead
 sys.path[:] = [str(ROOT)] + [p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench"]
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition  # noqa: E402
-from kafka.admin import KafkaAdminClient  # noqa: E402
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer  # noqa: E402
 
 from bench.traffic import events as traffic  # noqa: E402
 from ingest import AuditEvent, TokenHasher, validate_events  # noqa: E402
 from tests.stream.broker import Tansu, running_tansu  # noqa: E402
-from tests.stream.cluster import pg_schema  # noqa: E402
+from tests.stream.cluster import (  # noqa: E402
+    HASH_KEY,
+    Worker,
+    pg_schema,
+    wait_consumed,
+    wait_ready,
+    worker_env,
+)
 from tokenwarden.db import make_engine, upgrade  # noqa: E402
 from tokenwarden.runtime import tune_gc  # noqa: E402
 from tokenwarden.stream.publish import KafkaPipeline  # noqa: E402
 from tokenwarden.stream.settings import KafkaSettings  # noqa: E402
 from tokenwarden.stream.topics import provision  # noqa: E402
 
-HASH_KEY = "bench-key-bench-key-bench-key-32"
-GROUP = "tokenwarden"
-
-
-def kafka_env(kafka: KafkaSettings, db_url: str) -> dict[str, str]:
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    env.update(
-        TOKENWARDEN_DATABASE_URL=db_url,
-        TOKENWARDEN_HASH_KEY=HASH_KEY,
-        TOKENWARDEN_LOG_LEVEL="warning",
-        TOKENWARDEN_KAFKA__BROKER=kafka.broker or "",
-        TOKENWARDEN_KAFKA__PARTITIONS=str(kafka.partitions),
-        TOKENWARDEN_KAFKA__FETCH_WAIT_MS=str(kafka.fetch_wait_ms),
-        TOKENWARDEN_KAFKA__STATE_BUCKETS=str(kafka.state_buckets),
-        TOKENWARDEN_KAFKA__BATCH_EVENTS=str(kafka.batch_events),
-        TOKENWARDEN_KAFKA__COMMIT_INTERVAL_SECONDS="0.2",
-    )
-    return env
-
 
 class Workers:
-    """``n`` worker processes (``tokenwarden worker``), started and waited for."""
+    """``n`` worker processes (``tests/stream/cluster.Worker``), started; and their CPU
+    time. ``TW_BENCH_PROFILE=DIR`` runs each under cProfile."""
 
     def __init__(self, n: int, env: dict[str, str], logdir: Path) -> None:
-        self.procs: list[subprocess.Popen[bytes]] = []
-        self.logs = [logdir / f"worker-{i}.log" for i in range(n)]
-        profile = os.environ.get("TW_BENCH_PROFILE")  # a directory: cProfile each worker
-        for i, log in enumerate(self.logs):
-            prof = ["-m", "cProfile", "-o", f"{profile}/worker-{n}-{i}.prof"] if profile else []
-            self.procs.append(
-                subprocess.Popen(
-                    [sys.executable, *prof, "-m", "tokenwarden.cli", "worker"],
-                    env={**env, "TOKENWARDEN_LOG_LEVEL": "info"},
-                    stdout=log.open("wb"),
-                    stderr=subprocess.STDOUT,
-                    cwd=logdir,
-                )
-            )
+        profile = os.environ.get("TW_BENCH_PROFILE")
+        self.workers = [
+            Worker(
+                env,
+                logdir / f"worker-{i}.log",
+                argv=["-m", "cProfile", "-o", f"{profile}/worker-{n}-{i}.prof"]
+                if profile
+                else None,
+            ).start()
+            for i in range(n)
+        ]
 
     def wait_ready(self, timeout: float = 120.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            texts = [log.read_text(errors="replace") for log in self.logs]
-            if all("Worker ready" in t for t in texts):
-                # every worker has an assignment after the last rebalance settles
-                time.sleep(2.0)
-                return
-            for p, log in zip(self.procs, self.logs, strict=True):
-                if p.poll() is not None:
-                    raise RuntimeError(f"worker exited: {log.read_text()[-3000:]}")
-            time.sleep(0.2)
-        raise TimeoutError("workers did not become ready")
+        # every worker has an assignment after the last rebalance settles
+        wait_ready(self.workers, timeout, settle=2.0)
 
     def cpu_seconds(self) -> float:
         total = 0.0
-        for p in self.procs:
+        for w in self.workers:
             try:
-                fields = Path(f"/proc/{p.pid}/stat").read_text().split(")")[-1].split()
+                stat = Path(f"/proc/{w.proc.pid if w.proc else 0}/stat").read_text()
+                fields = stat.split(")")[-1].split()
                 total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
             except (OSError, IndexError, ValueError):
                 pass
         return total
 
     def stop(self) -> None:
-        for p in self.procs:
-            p.terminate()
-        for p in self.procs:
-            try:
-                p.wait(30)
-            except subprocess.TimeoutExpired:
-                p.kill()
-
-
-def end_offsets(bootstrap: str, topics: list[str]) -> dict[tuple[str, int], int]:
-    async def run() -> dict[tuple[str, int], int]:
-        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
-        await consumer.start()
-        try:
-            tps = [
-                TopicPartition(t, p) for t in topics for p in consumer.partitions_for_topic(t) or ()
-            ]
-            ends = await consumer.end_offsets(tps)
-            return {(tp.topic, tp.partition): int(o) for tp, o in ends.items()}
-        finally:
-            await consumer.stop()
-
-    return asyncio.run(run())
-
-
-def committed(admin: KafkaAdminClient, topics: set[str]) -> dict[tuple[str, int], int]:
-    offsets = admin.list_group_offsets(GROUP).get(GROUP, {})
-    return {
-        (tp.topic, tp.partition): int(o.offset) for tp, o in offsets.items() if tp.topic in topics
-    }
-
-
-def wait_consumed(kafka: KafkaSettings, timeout: float) -> float:
-    """Seconds (monotonic clock) at which the group's committed offsets covered every
-    message of the audit topic and of the family repartition (checked until stable)."""
-    bootstrap = kafka.bootstrap_servers()[0]
-    topics = [kafka.audit_topic, kafka.family_topic]
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
-    deadline = time.monotonic() + timeout
-    try:
-        while time.monotonic() < deadline:
-            ends = end_offsets(bootstrap, topics)
-            done = committed(admin, set(topics))
-            if all(done.get(tp, 0) >= end for tp, end in ends.items() if end > 0):
-                return time.monotonic()
-            time.sleep(0.05)
-    finally:
-        admin.close()
-    raise TimeoutError("the workers did not consume everything in time")
+        for w in self.workers:
+            w.stop()
 
 
 def raw_consume(broker: Tansu, n: int, fetch_wait_ms: int) -> dict[str, Any]:
@@ -237,7 +165,11 @@ def cluster(
         provision(kafka)
         db = make_engine(db_url)
         upgrade(db)
-        procs = Workers(workers, kafka_env(kafka, db_url), logdir)
+        procs = Workers(
+            workers,
+            worker_env(kafka, db_url, TOKENWARDEN_KAFKA__COMMIT_INTERVAL_SECONDS="0.2"),
+            logdir,
+        )
         try:
             yield broker, kafka, db, procs
         finally:
