@@ -140,11 +140,11 @@ def create_app(
     app.add_exception_handler(ApiError, api_error_handler)
     app.add_exception_handler(RequestValidationError, validation_error_handler)
     app.add_exception_handler(StarletteHTTPException, http_error_handler)
+    app.include_router(check.router)  # first: the gateways' hot path matches at once
     app.include_router(health.router)
     app.include_router(keys.router)
     app.include_router(events.router)
     app.include_router(queries.router)
-    app.include_router(check.router)
     app.include_router(ssf.router)
     app.include_router(admin_orders.router)
     app.include_router(entities.router)

@@ -171,6 +171,31 @@ def test_check_needs_something_to_check(client: TestClient) -> None:
     assert "name at least one" in r.json()["detail"]
 
 
+def test_check_refuses_malformed_bodies_with_the_field_named(client: TestClient) -> None:
+    """The route parses its own body (the gateways' hot path): the answers must still be
+    the API's 422 document, naming what is wrong."""
+    bad = client.post(
+        "/v1/check", content=b"{not json", headers={"content-type": "application/json"}
+    )
+    assert bad.status_code == 422
+    assert bad.json()["error"] == "invalid_request"
+    assert "JSON" in bad.json()["detail"]
+    extra = client.post("/v1/check", json={"tenant": "acme", "password": "x"})
+    assert extra.status_code == 422
+    assert extra.json()["detail"].startswith("password:")
+    long = client.post("/v1/check", json={"tenant": "acme", "family_id": "f" * 257})
+    assert long.status_code == 422
+    assert "family_id" in long.json()["detail"]
+    assert client.post("/v1/check", content=b"").status_code == 422
+
+
+def test_check_is_documented_with_its_body_and_schemes(client: TestClient) -> None:
+    op = client.get("/openapi.json").json()["paths"]["/v1/check"]["post"]
+    schema = op["requestBody"]["content"]["application/json"]["schema"]
+    assert {"tenant", "token_id", "family_id"} <= set(schema["properties"])
+    assert {"bearer", "apiKey"} <= {name for s in op["security"] for name in s}
+
+
 def test_full_queue_answers_429_with_retry_after(tmp_path: Path) -> None:
     settings = Settings(database_url=f"sqlite:///{tmp_path / 'q.db'}", queue_batches=1)
     app = create_app(settings)

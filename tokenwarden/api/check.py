@@ -9,6 +9,10 @@ with the reason and the order or kill switch behind it; ``source`` says who answ
 
 Needs the ``check`` scope (or any role). A tenant's credential asks about its own tenant:
 a request without ``tenant`` gets it, one naming another tenant is 404.
+
+This is the hot path of every gateway, so the route reads its body and its credential
+itself instead of through FastAPI's dependency injection (a fifth of a request's server
+time when it answers from Redis); ``openapi_extra`` documents the same body and schemes.
 """
 
 from __future__ import annotations
@@ -21,11 +25,13 @@ import redis
 import structlog
 from fastapi import APIRouter, Request, Response
 from fastapi.concurrency import run_in_threadpool
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from revocation import store
 from revocation.store.checks import CheckResult
-from tokenwarden.auth.deps import Checker, tenant_filter
+from tokenwarden.auth.deps import permitted, principal_of, tenant_filter
+from tokenwarden.auth.principal import Role, Scope
 from tokenwarden.services import Services
 
 log = structlog.get_logger("tokenwarden.check")
@@ -83,12 +89,27 @@ def _db_check(services: Services, tenant: str | None, ids: dict[str, str | None]
         return store.check(conn, tenant=tenant, now=datetime.now(UTC), **ids)
 
 
-@router.post("/check", response_model=CheckResponse)
-async def check(body: CheckRequest, request: Request, principal: Checker) -> Response:
+@router.post(
+    "/check",
+    response_model=CheckResponse,
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": CheckRequest.model_json_schema()}},
+        },
+        "security": [{"bearer": []}, {"apiKey": []}],
+    },
+)
+async def check(request: Request) -> Response:
     """Allow or deny, with the reason and the order or kill switch behind a denial.
 
     A Redis hit is answered on the event loop; the store is asked in a worker thread."""
     started = time.perf_counter()
+    principal = permitted(await principal_of(request), Scope.CHECK, or_role=Role.VIEWER)
+    try:
+        body = CheckRequest.model_validate_json(await request.body())
+    except ValidationError as exc:  # the same 422 document as every other route's
+        raise RequestValidationError(exc.errors(include_url=False)) from None
     tenant = tenant_filter(principal, body.tenant)
     services: Services = request.app.state.services
     token_id = services.hasher.identifier(body.token_id) if body.token_id else None

@@ -9,8 +9,9 @@ the reason (the reason is logged); a principal without the role or scope a route
 ``403`` with ``error="insufficient_scope"`` (§3.1). Objects of another tenant are ``404``,
 as if they did not exist (``visible``, ``tenant_filter``).
 
-Routes declare what they need with the ``Viewer``, ``Responder``, ``Admin``, ``Ingest``,
-``Checker`` and ``MetricsReader`` annotations; each resolves to the ``Principal``.
+Routes declare what they need with the ``Viewer``, ``Responder``, ``Admin``, ``Ingest``
+and ``MetricsReader`` annotations; each resolves to the ``Principal``. ``/v1/check``, the
+gateways' hot path, calls ``principal_of`` and ``permitted`` itself.
 """
 
 from __future__ import annotations
@@ -105,6 +106,12 @@ async def authenticate(
     _bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer_scheme)] = None,
     _key: Annotated[str | None, Depends(_key_scheme)] = None,
 ) -> Principal:
+    """The request's principal; 401 without a valid credential (a FastAPI dependency;
+    the two unused parameters put the schemes into the OpenAPI document)."""
+    return await principal_of(request)
+
+
+async def principal_of(request: Request) -> Principal:
     """The request's principal; 401 without a valid credential."""
     cached: Principal | None = getattr(request.state, "principal", None)
     if cached is not None:
@@ -133,11 +140,16 @@ def require_scope(
     scope: Scope, *, or_role: Role = Role.ADMIN
 ) -> Callable[[Principal], Awaitable[Principal]]:
     async def check(principal: Annotated[Principal, Depends(authenticate)]) -> Principal:
-        if not (principal.has_scope(scope) or principal.has_role(or_role)):
-            raise forbidden(f"this needs the {scope.value} scope or the {or_role.value} role")
-        return principal
+        return permitted(principal, scope, or_role=or_role)
 
     return check
+
+
+def permitted(principal: Principal, scope: Scope, *, or_role: Role = Role.ADMIN) -> Principal:
+    """``principal`` if it holds ``scope`` or ``or_role``, else 403 (RFC 6750 §3.1)."""
+    if not (principal.has_scope(scope) or principal.has_role(or_role)):
+        raise forbidden(f"this needs the {scope.value} scope or the {or_role.value} role")
+    return principal
 
 
 async def require_global_admin(
@@ -155,8 +167,6 @@ Responder = Annotated[Principal, Depends(require_role(Role.RESPONDER))]
 Admin = Annotated[Principal, Depends(require_role(Role.ADMIN))]
 GlobalAdmin = Annotated[Principal, Depends(require_global_admin)]
 Ingest = Annotated[Principal, Depends(require_scope(Scope.INGEST))]
-#: ``/v1/check``: the ``check`` scope, or any role (a viewer may ask too)
-Checker = Annotated[Principal, Depends(require_scope(Scope.CHECK, or_role=Role.VIEWER))]
 MetricsReader = Annotated[Principal, Depends(require_scope(Scope.METRICS))]
 
 
@@ -186,7 +196,6 @@ __all__ = [
     "Admin",
     "AnyPrincipal",
     "Authenticator",
-    "Checker",
     "GlobalAdmin",
     "Ingest",
     "MetricsReader",
@@ -197,6 +206,8 @@ __all__ = [
     "forbidden",
     "invalid_credential",
     "not_found",
+    "permitted",
+    "principal_of",
     "require_role",
     "require_scope",
     "tenant_filter",
