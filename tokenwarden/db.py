@@ -101,15 +101,14 @@ def checkpoint_wal(engine: Engine) -> tuple[int, int] | None:
         cur = raw.cursor()
         try:
             cur.execute("PRAGMA wal_checkpoint(PASSIVE)")
-            row = cur.fetchone()
+            row = cur.fetchone()  # (busy, WAL frames, frames checkpointed)
         finally:
             cur.close()
     finally:
         raw.close()
-    frames, done = int(row[1]), int(row[2])  # (busy, WAL frames, frames checkpointed)
-    if frames < 0:  # not in WAL mode (an in-memory database)
+    if row is None or row[1] < 0:  # not in WAL mode (an in-memory database)
         return None
-    return frames, done
+    return int(row[1]), int(row[2])
 
 
 def alembic_config() -> Config:
