@@ -19,6 +19,7 @@ batches — run beside a commit, the checkpoint's fsync delayed the commit's jus
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -96,16 +97,10 @@ def checkpoint_wal(engine: Engine) -> tuple[int, int] | None:
     ``None`` when the database is not a SQLite file in WAL mode (nothing to do)."""
     if engine.dialect.name != "sqlite":
         return None
-    raw = engine.raw_connection()  # outside any transaction (SQLAlchemy would BEGIN)
-    try:
-        cur = raw.cursor()
-        try:
-            cur.execute("PRAGMA wal_checkpoint(PASSIVE)")
-            row = cur.fetchone()  # (busy, WAL frames, frames checkpointed)
-        finally:
-            cur.close()
-    finally:
-        raw.close()
+    # the DB-API connection: outside any transaction (SQLAlchemy's would BEGIN)
+    with closing(engine.raw_connection()) as raw, closing(raw.cursor()) as cur:
+        cur.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        row = cur.fetchone()  # (busy, WAL frames, frames checkpointed)
     if row is None or row[1] < 0:  # not in WAL mode (an in-memory database)
         return None
     return int(row[1]), int(row[2])
