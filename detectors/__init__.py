@@ -5,7 +5,7 @@ from detectors.burst import BurstConfig, BurstDetector
 from detectors.destination import DestinationConfig, DestinationDetector
 from detectors.detection import Detection, Severity
 from detectors.engine import Engine, EngineConfig
-from detectors.features import FEATURES, Finding, Observation, UsageDetector
+from detectors.features import FEATURES, Finding, Observation, UsageDetector, upgrade_state
 from detectors.model import ModelArtifact, ModelConfig, ModelDetector, ModelFileError
 from detectors.network import network_of
 from detectors.refresh_reuse import RefreshReuseConfig, RefreshReuseDetector
@@ -49,4 +49,5 @@ __all__ = [
     "network_of",
     "raise_risk",
     "risk_of",
+    "upgrade_state",
 ]

@@ -19,13 +19,21 @@ State: ~150-600 B per (tenant, user, agent), shared by the entity's audiences.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, ClassVar
 
 from detectors.base import State
 from detectors.detection import Detection
-from detectors.features import F_BURST, Finding, Observation, standalone, sweep_prefix
+from detectors.features import (
+    F_BURST,
+    Finding,
+    Observation,
+    observe_one,
+    standalone,
+    sweep_prefix,
+)
 from ingest import AuditEvent
 
 _PREFIX = "bu/"
@@ -68,30 +76,44 @@ class BurstDetector:
         return standalone(self, event, state, now)
 
     def observe(self, obs: Observation, state: State) -> Finding | None:
-        aud = obs.audience
-        if obs.action != "token.used" or aud is None:
-            return None
-        t = obs.t
-        key = _PREFIX + obs.principal
-        rec = state.get(key)
-        if rec is None:
-            rec = {"a": {}, "b": 0.0, "k": 1, "n": 0, "t": t, "ft": None}
-        seen: dict[str, float] = rec["a"]
-        prev = seen.get(aud)
+        return observe_one(self, obs, state)
+
+    def observe_batch(self, observations: Sequence[Observation], state: State) -> None:
+        """Every ``token.used`` of the batch that names an audience, in order."""
         window = self._window
-        rec["n"] += 1
-        rec["t"] = t
-        found = None
-        if prev is not None and t - prev <= window:
-            # the common case: an audience already in the window
-            seen[aud] = t
-            row = obs.row
-            if row is not None:
-                row[F_BURST] = rec["k"] / max(1.0, float(rec["b"]))
+        for obs in observations:
+            aud = obs.audience
+            if not obs.used or aud is None:
+                continue
+            t = obs.t
+            key = _PREFIX + obs.principal
+            rec = state.get(key)
+            if rec is None:
+                rec = {"a": {}, "b": 0.0, "k": 1, "n": 0, "t": t, "ft": None}
+            seen: dict[str, float] = rec["a"]
+            prev = seen.get(aud)
+            rec["n"] += 1
+            rec["t"] = t
+            if prev is not None and t - prev <= window:
+                # the common case: an audience already in the window
+                seen[aud] = t
+                row = obs.row
+                if row is not None:
+                    row[F_BURST] = rec["k"] / max(1.0, float(rec["b"]))
+                state[key] = rec
+                continue
+            found = self._enters(obs, rec, seen, aud, t)
             state[key] = rec
-            return None
+            if found is not None:
+                obs.add(found)
+
+    def _enters(
+        self, obs: Observation, rec: dict[str, Any], seen: dict[str, float], aud: str, t: float
+    ) -> Finding | None:
+        """A new audience, or one back after a pause: it enters the window."""
         cfg = self.config
-        # a new audience, or one back after a pause: it enters the window
+        window = self._window
+        found = None
         seen[aud] = t
         cutoff = t - window
         distinct = sum(1 for v in seen.values() if v >= cutoff)
@@ -128,7 +150,6 @@ class BurstDetector:
             del seen[min(seen, key=seen.__getitem__)]
         if obs.row is not None:
             obs.row[F_BURST] = rec["k"] / max(1.0, float(rec["b"]))
-        state[key] = rec
         return found
 
     def sweep(self, state: State, now: datetime) -> int:

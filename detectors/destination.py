@@ -1,14 +1,15 @@
 """Destination drift: where a token is used from and what it is sent to.
 
-Features, per ``(tenant, user, agent, audience)`` (state key ``dst/<entity>``): calls on
-record; call counts per network (ASN, else /24 or /48 — ``detectors.network``), per user
-agent (a CRC-32 of the string) and per destination host, each bounded (least used dropped
-first); the last network and user agent; a decayed count of network switches per hour
-that involve a *minor* network (under ``minor_share`` of the entity's calls — switching
-between an agent's usual egress networks is not counted). Per agent population
-(``dstp/<tenant>/<agent>``): how many of the agent's entities used each network and user
-agent. Per token family (``dfam/<tenant>/<family>``): the last network that used it, when,
-by which event, and since when.
+Features, per ``(tenant, user, agent, audience)`` (the destination part of the entity's
+record ``u/<entity>``, ``detectors.features``): calls on record; call counts per network
+(ASN, else /24 or /48 — ``detectors.network``), per user agent (a CRC-32 of the string) and
+per destination host, each bounded (least used dropped first); the last network and user
+agent; a decayed count of network switches per hour that involve a *minor* network (under
+``minor_share`` of the entity's calls — switching between an agent's usual egress networks
+is not counted). Per agent population (``dstp/<tenant>/<agent>``): how many of the agent's
+entities used each network and user agent. Per token family (the network part of the
+family's record ``fam/<tenant>/<family>``): the last network that used it, when, by which
+event, and since when.
 
 * **Parallel use — critical, score 1.0:** one token family used (``token.used``; refreshes
   are ``refresh_reuse``'s) from two networks within ``parallel_window_seconds``, unless the
@@ -38,6 +39,7 @@ State: ~200-450 B per entity, ~70 B per live family, one population record per a
 from __future__ import annotations
 
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from math import exp
@@ -46,22 +48,27 @@ from typing import Any, ClassVar
 from detectors.base import State
 from detectors.detection import Detection
 from detectors.features import (
+    DESTINATION,
+    ENTITY_PREFIX,
     F_DEST_NOVELTY,
     F_NET_NOVELTY,
     F_NET_SWITCH,
     F_UA_NOVELTY,
+    FAMILY_PREFIX,
+    NETWORK,
     Finding,
     Observation,
     evict_smallest,
     fmt_age,
     fmt_count,
+    observe_one,
     standalone,
+    sweep_part,
     sweep_prefix,
 )
 from ingest import AuditEvent
 
-_PREFIX = "dst/"
-_FAMILY = "dfam/"
+_PART = DESTINATION
 _POP = "dstp/"
 
 
@@ -136,51 +143,62 @@ class DestinationDetector:
         return standalone(self, event, state, now)
 
     def observe(self, obs: Observation, state: State) -> Finding | None:
-        if obs.outcome != "success" or obs.action != "token.used":
-            return None  # refreshes are refresh_reuse's to judge
-        key = _PREFIX + obs.entity
-        rec = state.get(key)
-        net = obs.net
-        t = obs.t
-        parallel = None
-        if net is not None:
-            family = obs.family
-            if family is not None:
-                fam_key = f"{_FAMILY}{obs.tenant}/{family}"
-                fam = state.get(fam_key)
-                if fam is not None and fam[0] == net:
-                    # the common case: the family's network again
-                    if t - fam[1] > 5.0:
-                        state[fam_key] = [net, t, obs.event.id, fam[3]]
-                else:
-                    parallel = self._family(obs, state, rec, fam_key, fam)
-        ua_str = obs.user_agent
-        ua = None if ua_str is None else (_UA_KEYS.get(ua_str) or _ua_key(ua_str))
-        if rec is not None and net == rec["ln"] and ua == rec["lu"] and parallel is None:
-            dest = obs.destination
-            dests: dict[str, int] = rec["d"]
-            sw = rec["sw"]
-            if sw > 0.01:
-                sw *= exp(-max(0.0, t - rec["t"]) / 3600.0)
-            if (dest is None or dest in dests) and sw <= self._max_switches:
-                # the common case: same network, same user agent, known destination
-                if net is not None:
-                    nets: dict[str, int] = rec["n"]
-                    nets[net] = nets.get(net, 0) + 1
-                if ua is not None:
-                    uas: dict[str, int] = rec["u"]
-                    uas[ua] = uas.get(ua, 0) + 1
-                rec["sw"] = sw
-                c = rec["c"] = rec["c"] + 1
-                rec["t"] = t
-                state[key] = rec
-                row = obs.row
-                if row is not None:
-                    row[F_NET_SWITCH] = sw
-                if c % 256 == 0:
-                    self._touch_population(state, obs.tenant, obs.agent, t)
-                return None
-        return self._usage(obs, state, key, rec, ua, parallel)
+        return observe_one(self, obs, state)
+
+    def observe_batch(self, observations: Sequence[Observation], state: State) -> None:
+        """Every successful ``token.used`` of the batch, in order (refreshes are
+        refresh_reuse's to judge)."""
+        max_switches = self._max_switches
+        ua_keys = _UA_KEYS
+        for obs in observations:
+            if not obs.used or obs.outcome != "success":
+                continue
+            entity = obs.rec
+            assert entity is not None  # every token.used has its record (Observation)
+            rec = entity[_PART]
+            net = obs.net
+            t = obs.t
+            parallel = None
+            if net is not None:
+                family = obs.fam
+                if family is not None:
+                    fam = family[NETWORK]
+                    if fam is not None and fam[0] == net:
+                        # the common case: the family's network again
+                        if t - fam[1] > 5.0:
+                            fam[1] = t
+                            fam[2] = obs.event.id
+                            state[obs.fam_key] = family  # type: ignore[index]
+                    else:
+                        parallel = self._family(obs, state, rec, family, fam)
+            ua_str = obs.user_agent
+            ua = None if ua_str is None else (ua_keys.get(ua_str) or _ua_key(ua_str))
+            if rec is not None and net == rec["ln"] and ua == rec["lu"] and parallel is None:
+                dest = obs.destination
+                dests: dict[str, int] = rec["d"]
+                sw = rec["sw"]
+                if sw > 0.01:
+                    sw *= exp(-max(0.0, t - rec["t"]) / 3600.0)
+                if (dest is None or dest in dests) and sw <= max_switches:
+                    # the common case: same network, same user agent, known destination
+                    if net is not None:
+                        nets: dict[str, int] = rec["n"]
+                        nets[net] = nets.get(net, 0) + 1
+                    if ua is not None:
+                        uas: dict[str, int] = rec["u"]
+                        uas[ua] = uas.get(ua, 0) + 1
+                    rec["sw"] = sw
+                    c = rec["c"] = rec["c"] + 1
+                    rec["t"] = t
+                    row = obs.row
+                    if row is not None:
+                        row[F_NET_SWITCH] = sw
+                    if c % 256 == 0:
+                        self._touch_population(state, obs.tenant, obs.agent, t)
+                    continue
+            found = self._usage(obs, state, entity, rec, ua, parallel)
+            if found is not None:
+                obs.add(found)
 
     # -- parallel use of one family ------------------------------------------------------
 
@@ -189,10 +207,11 @@ class DestinationDetector:
         obs: Observation,
         state: State,
         rec: dict[str, Any] | None,
-        key: str,
+        family_rec: list[Any],
         fam: list[Any] | None,
     ) -> Finding | None:
-        """``fam`` (under ``key``) is missing or names another network than ``obs.net``."""
+        """``fam`` (part of ``family_rec``) is missing or names another network than
+        ``obs.net``."""
         event = obs.event
         family = obs.family
         net = obs.net
@@ -222,9 +241,11 @@ class DestinationDetector:
             }
             found = Finding(self.name, 1.0, reason, evidence, critical=True, related=(fam[2],))
         if fam is None or fam[0] != net:
-            state[key] = [net, t, event.id, t]  # network, last use, its event, used since
+            family_rec[NETWORK] = [net, t, event.id, t]  # network, last use, its event, since
+            state[obs.fam_key] = family_rec  # type: ignore[index]
         elif t - fam[1] > 5.0:
-            state[key] = [net, t, event.id, fam[3]]
+            family_rec[NETWORK] = [net, t, event.id, fam[3]]
+            state[obs.fam_key] = family_rec  # type: ignore[index]
         return found
 
     def _well_known(
@@ -255,7 +276,7 @@ class DestinationDetector:
         self,
         obs: Observation,
         state: State,
-        key: str,
+        entity: list[Any],
         rec: dict[str, Any] | None,
         ua: str | None,
         parallel: Finding | None,
@@ -274,7 +295,7 @@ class DestinationDetector:
         if pop is None:
             pop = {"e": 0, "n": {}, "u": {}, "t": t}
         if rec is None:
-            rec = {
+            rec = entity[_PART] = {
                 "n": {},
                 "u": {},
                 "d": {},
@@ -390,7 +411,6 @@ class DestinationDetector:
                 if dest not in dests and len(dests) >= cfg.max_destinations:
                     evict_smallest(dests, cfg.max_destinations - 1)
                 dests[dest] = dests.get(dest, 0) + 1  # presence (and eviction order)
-        state[key] = rec
         if pop_changed or t - pop["t"] > 3600.0:
             pop["t"] = t
             state[pop_key] = pop
@@ -435,6 +455,10 @@ class DestinationDetector:
     def sweep(self, state: State, now: datetime) -> int:
         t = now.timestamp()
         cfg = self.config
-        removed = sweep_prefix(state, _PREFIX, t - cfg.idle_ttl_seconds, lambda v: v["t"])
-        removed += sweep_prefix(state, _FAMILY, t - cfg.family_ttl_seconds, lambda v: v[1])
+        removed = sweep_part(
+            state, ENTITY_PREFIX, _PART, t - cfg.idle_ttl_seconds, lambda v: v["t"]
+        )
+        removed += sweep_part(
+            state, FAMILY_PREFIX, NETWORK, t - cfg.family_ttl_seconds, lambda v: v[1]
+        )
         return removed + sweep_prefix(state, _POP, t - cfg.idle_ttl_seconds, lambda v: v["t"])

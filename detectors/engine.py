@@ -12,8 +12,10 @@ Two kinds of detectors:
   no cool-down (security signals fail closed).
 * **Usage detectors** (``volume``, ``scope_drift``, ``destination``, ``burst``: they have
   ``observe``) look at one shared :class:`~detectors.features.Observation` per
-  ``token.*`` event and report findings; **batch detectors** (``model``: it has
-  ``score_batch``) then score all of the batch's ``token.used`` rows at once. After the
+  ``token.*`` event and report findings — each detector over the whole batch in turn
+  (``observe_batch``), with the entity's and the family's state records looked up once
+  per event for all of them (``detectors.features``); **batch detectors** (``model``: it
+  has ``score_batch``) then score all of the batch's ``token.used`` rows at once. After the
   batch, the findings of each event are combined into its entity's risk, in event order:
 
   ``r = 1 - Π (1 - wᵢ·sᵢ)`` over the event's findings (detector weight ``wᵢ``, default 1;
@@ -53,6 +55,7 @@ from detectors.features import (
     Observation,
     UsageDetector,
     detection_of,
+    store_records,
     sweep_prefix,
 )
 from detectors.risk import risk_of
@@ -60,6 +63,8 @@ from ingest import AuditEvent
 
 _PREFIX = "eng/"
 _R, _TR, _TE, _RANK, _SUP = range(5)
+#: usage events per chunk (``Engine.process``)
+_CHUNK = 128
 _RANKS = {Severity.MEDIUM: 1, Severity.HIGH: 2, Severity.CRITICAL: 3}
 
 
@@ -85,6 +90,19 @@ class EngineConfig:
                 raise ValueError(f"weight of {name!r} must be within 0..1")
 
 
+def _per_event(detector: UsageDetector) -> Any:
+    """``observe_batch`` for a usage detector that has only ``observe``."""
+    observe = detector.observe
+
+    def observe_batch(observations: Sequence[Observation], state: State) -> None:
+        for obs in observations:
+            finding = observe(obs, state)
+            if finding is not None:
+                obs.add(finding)
+
+    return observe_batch
+
+
 class Engine:
     """Feeds each event of a batch, in order, to every enabled detector; combines the
     usage detectors' findings into entity risk (module docstring)."""
@@ -100,7 +118,11 @@ class Engine:
         )
         special = {id(d) for d in (*self._usage, *self._batch)}
         self._plain = tuple(d for d in self.detectors if id(d) not in special)
-        self._observers = tuple(u.observe for u in self._usage)
+        #: per usage detector, what the Engine calls once per batch (``observe_batch``, or
+        #: ``observe`` for each observation in turn when it has none)
+        self._observers = tuple(
+            getattr(u, "observe_batch", None) or _per_event(u) for u in self._usage
+        )
         #: action -> the plain detectors' ``detect`` methods that want it (``accepts``)
         self._plain_by_action: dict[str, tuple[Any, ...]] = {}
 
@@ -124,8 +146,7 @@ class Engine:
         observers = self._observers
         batchers = self._batch
         with_row = bool(batchers)
-        pending: list[Observation] = []
-        used: list[Observation] = []
+        usage: list[AuditEvent] = []
         for event in batch:
             action = event.action
             plain = plain_by_action.get(action)
@@ -136,25 +157,25 @@ class Engine:
                 if found:
                     out.extend(found)
             if observers and action in USAGE_ACTIONS:
-                obs = Observation(event, with_row)
-                for observe in observers:
-                    finding = observe(obs, state)
-                    if finding is not None:
-                        if obs.findings is None:
-                            obs.findings = [finding]
-                        else:
-                            obs.findings.append(finding)
-                if with_row:
-                    if action == "token.used":
-                        used.append(obs)
-                        pending.append(obs)
-                    elif obs.findings is not None:
-                        pending.append(obs)
-                elif obs.findings is not None:
-                    pending.append(obs)
-        for b in batchers:
-            b.score_batch(used, state)
-        for obs in pending:
+                usage.append(event)
+        if not usage:
+            return out
+        # the usage detectors, each over a chunk of the batch in turn: a chunk's records
+        # stay in the CPU's caches from one detector to the next (whole batches of 5,000
+        # did not: slower by ~8 % at 200,000 entities)
+        observed: list[Observation] = []
+        for i in range(0, len(usage), _CHUNK):
+            fresh: dict[str, list[Any]] = {}
+            chunk = [Observation(e, with_row, state, fresh) for e in usage[i : i + _CHUNK]]
+            for observe_batch in observers:
+                observe_batch(chunk, state)
+            store_records(fresh, state)
+            observed += chunk
+        if batchers:
+            used = [obs for obs in observed if obs.used]
+            for b in batchers:
+                b.score_batch(used, state)
+        for obs in observed:
             if obs.findings is not None:
                 self._combine(obs, obs.findings, state, out)
         return out

@@ -9,6 +9,20 @@ in :data:`FEATURES`; the ``model`` detector scores those rows in batches. The fe
 is fixed (a disabled detector leaves its features at 0), and a trained model is saved with
 it, so a model trained on another list is refused at load.
 
+The usage state of one entity lives in **one record**, ``u/<tenant>/<user>/<agent>/<audience>``
+(:data:`ENTITY_PREFIX`): a list with one part per detector, ``[volume, scope drift,
+destination]`` (:data:`VOLUME`, :data:`SCOPE`, :data:`DESTINATION`; ``null`` for a part its
+detector has not written; each detector's module docstring describes its part). The state
+of one token family likewise: ``fam/<tenant>/<family>`` (:data:`FAMILY_PREFIX`), ``[grant,
+network]`` (:data:`GRANT`: the scopes issued, scope drift's; :data:`NETWORK`: the family's
+last network, destination's). One lookup per event and record, not one per detector: the
+:class:`Observation` looks both records up once per event (``Observation.rec``,
+``Observation.fam``) and writes the entity record back right away, the detectors change
+their own parts in place (a detector writes the family record itself when it changed its
+part), and the Engine stores the entity records that were new after the detectors ran
+(:func:`store_records`). A part expires with its own
+detector's ``idle_ttl`` (:func:`sweep_part`); the record goes with its last part.
+
 A usage detector reports a :class:`Finding` (a score in 0..1, a reason an on-call engineer
 can act on, the numbers behind it) rather than a ``Detection``: the Engine combines the
 findings of one event into the entity's risk (README, "Engine") and decides whether to
@@ -63,6 +77,27 @@ STANDALONE_THRESHOLD = 0.7
 #: Actions the usage detectors look at.
 USAGE_ACTIONS = frozenset({"token.used", "token.issued", "token.refreshed"})
 
+#: The usage entity's record: ``u/<tenant>/<user>/<agent>/<audience>`` (module docstring).
+ENTITY_PREFIX = "u/"
+#: Its parts, by position: volume's, scope drift's, destination's.
+VOLUME, SCOPE, DESTINATION = range(3)
+#: A token family's record: ``fam/<tenant>/<family>``.
+FAMILY_PREFIX = "fam/"
+#: Its parts, by position: the grant (scope drift's), the last network (destination's).
+GRANT, NETWORK = range(2)
+
+
+_AS_NETS: dict[int, str] = {}
+
+
+def _as_net(asn: int) -> str:
+    """``as<asn>``, the network of a caller with a known ASN (memoised: one string object
+    per network, so comparing and hashing it is cheap in every detector)."""
+    net = f"as{asn}"
+    if len(_AS_NETS) < 65536:
+        _AS_NETS[asn] = net
+    return net
+
 
 def agent_key(event: AuditEvent) -> str:
     """The workload: the agent, else ``client:<client_id>``, else ``-``."""
@@ -79,7 +114,9 @@ class Observation:
     The event's fields the detectors read are copied into plain attributes once here
     (``tenant``, ``user``, ``action``, ``audience``, ``scopes``, ``outcome``,
     ``destination``, ``user_agent``): reading a slot costs a third of reading a pydantic
-    field, and each of them is read by several detectors per event.
+    field, and each of them is read by several detectors per event. ``key`` and
+    ``fam_key`` name the entity's and the family's state records; given the ``state``,
+    ``rec`` (``token.used`` only) and ``fam`` are those records (module docstring).
     """
 
     __slots__ = (
@@ -87,23 +124,33 @@ class Observation:
         "agent",
         "audience",
         "destination",
-        "entity",
         "event",
+        "fam",
+        "fam_key",
         "family",
         "findings",
         "hour",
+        "key",
         "net",
         "outcome",
         "principal",
+        "rec",
         "row",
         "scopes",
         "t",
         "tenant",
+        "used",
         "user",
         "user_agent",
     )
 
-    def __init__(self, event: AuditEvent, with_row: bool = True) -> None:
+    def __init__(
+        self,
+        event: AuditEvent,
+        with_row: bool = True,
+        state: State | None = None,
+        fresh: dict[str, list[Any]] | None = None,
+    ) -> None:
         self.event = event
         # pydantic keeps a model's fields in its __dict__: one lookup, then plain dict reads
         d = event.__dict__
@@ -113,7 +160,10 @@ class Observation:
         self.tenant = tenant
         user: str | None = d["user"]
         self.user = user
-        self.action: str = d["action"]
+        action: str = d["action"]
+        self.action = action
+        #: a ``token.used`` (the only action most usage detectors look at)
+        self.used: bool = action == "token.used"
         audience: str | None = d["audience"]
         self.audience = audience
         self.scopes: tuple[str, ...] = d["scopes"]
@@ -126,22 +176,67 @@ class Observation:
         self.agent: str = agent
         #: ``tenant/user/agent`` — the agent acting for one user
         principal = self.principal = f"{tenant}/{user or '-'}/{agent}"
-        #: ``tenant/user/agent/audience`` — the usage entity (DESIGN.md, "Entity key")
-        self.entity = f"{principal}/{audience or '-'}"
+        #: ``u/<entity>``: the state key of the entity's record
+        key = self.key = f"{ENTITY_PREFIX}{principal}/{audience or '-'}"
         src = d["source"]
         if src is None:
             self.net: str | None = None
             self.user_agent: str | None = None
         else:
             asn = src.asn
-            self.net = f"as{asn}" if asn is not None else network_of(event)
+            if asn is None:
+                self.net = network_of(event)
+            else:
+                net = _AS_NETS.get(asn)
+                if net is None:
+                    net = _as_net(asn)
+                self.net = net
             self.user_agent = src.user_agent
         tok = d["token"]
         #: the token family (``token.family_id``, else the token's own id)
-        self.family: str | None = None if tok is None else (tok.family_id or tok.id)
+        family = self.family = None if tok is None else (tok.family_id or tok.id)
+        #: ``fam/<tenant>/<family>``: the state key of the family's record
+        fam_key = self.fam_key = None if family is None else f"{FAMILY_PREFIX}{tenant}/{family}"
+        if state is None:
+            self.rec: list[Any] | None = None
+            self.fam: list[Any] | None = None
+        else:
+            # the records (module docstring): one lookup each; an entity record found is
+            # written back at once — the write finds the key where the lookup left it —
+            # and changed in place by the detectors after (``detectors.base``); a record
+            # not there yet starts empty, shared through ``fresh`` by the observations of
+            # the same entity or family that follow, and is stored once it has a part
+            get = state.get
+            rec = None
+            if action == "token.used":
+                rec = get(key)
+                if rec is None:
+                    if fresh is None:
+                        fresh = {}
+                    rec = fresh.get(key)
+                    if rec is None:
+                        rec = fresh[key] = [None, None, None]
+                else:
+                    state[key] = rec
+            self.rec = rec
+            fam = None
+            if fam_key is not None:
+                fam = get(fam_key)
+                if fam is None:
+                    if fresh is None:
+                        fresh = {}
+                    fam = fresh.get(fam_key)
+                    if fam is None:
+                        fam = fresh[fam_key] = [None, None]
+            self.fam = fam
         #: the model's feature row (``None`` when no batch detector needs one)
         self.row: list[float] | None = [0.0] * N_FEATURES if with_row else None
         self.findings: list[Finding] | None = None
+
+    @property
+    def entity(self) -> str:
+        """``tenant/user/agent/audience`` — the usage entity (DESIGN.md, "Entity key")."""
+        return self.key[len(ENTITY_PREFIX) :]
 
     @property
     def who(self) -> str:
@@ -153,6 +248,21 @@ class Observation:
             self.findings = [finding]
         else:
             self.findings.append(finding)
+
+
+def store_records(fresh: dict[str, list[Any]], state: State) -> None:
+    """Store the entity records that were new to ``state`` (the ``fresh`` the batch's
+    Observations were built with) once they have a part; family records are stored by the
+    detector that changed them."""
+    for key, rec in fresh.items():
+        if key.startswith(ENTITY_PREFIX) and any(part is not None for part in rec):
+            state[key] = rec
+
+
+def _without(rec: list[Any], part: int) -> list[Any] | None:
+    rest = list(rec)
+    rest[part] = None
+    return rest if any(p is not None for p in rest) else None
 
 
 @dataclass(slots=True)
@@ -170,7 +280,15 @@ class Finding:
 
 @runtime_checkable
 class UsageDetector(Protocol):
-    """A detector the Engine feeds Observations and whose findings it combines."""
+    """A detector the Engine feeds Observations and whose findings it combines.
+
+    It may also have ``observe_batch(observations, state) -> None``: the same for every
+    observation of a batch, in order, adding its findings to each with
+    ``Observation.add`` — the Engine then calls that once per batch instead of ``observe``
+    per event (the built-in usage detectors do: their common case is a short loop with
+    their constants bound once per batch). Detectors keep only their own state, so running
+    each over the whole batch in turn finds what running them all per event would.
+    """
 
     name: ClassVar[str]
 
@@ -178,6 +296,18 @@ class UsageDetector(Protocol):
         """Update ``state`` with the observation, write features into ``obs.row``, and
         return a finding when something is off (a score of 0 is no finding)."""
         ...
+
+
+def observe_one(detector: Any, obs: Observation, state: State) -> Finding | None:
+    """``observe`` of a detector that implements ``observe_batch``: a batch of one."""
+    before = obs.findings
+    obs.findings = None
+    try:
+        detector.observe_batch((obs,), state)
+        found = obs.findings
+    finally:
+        obs.findings = before
+    return found[0] if found else None
 
 
 def detection_of(
@@ -192,12 +322,13 @@ def detection_of(
 ) -> Detection:
     """A usage Detection on ``obs.entity`` (deterministic id from the events)."""
     event = obs.event
+    entity = obs.entity
     event_ids = (event.id, *related)
     session = event.attributes.get("session_id")
     return Detection(
-        id=Detection.make_id(detector, obs.entity, event_ids),
+        id=Detection.make_id(detector, entity, event_ids),
         detector=detector,
-        entity=obs.entity,
+        entity=entity,
         tenant=event.tenant,
         score=min(1.0, max(0.0, score)),
         severity=severity,
@@ -220,8 +351,10 @@ def standalone(
     score reaches :data:`STANDALONE_THRESHOLD` (critical findings always)."""
     if event.action not in USAGE_ACTIONS:
         return []
-    obs = Observation(event, with_row=False)
+    fresh: dict[str, list[Any]] = {}
+    obs = Observation(event, False, state, fresh)
     found = detector.observe(obs, state)
+    store_records(fresh, state)
     if found is None or (found.score < STANDALONE_THRESHOLD and not found.critical):
         return []
     severity = Severity.CRITICAL if found.critical else Severity.HIGH
@@ -263,6 +396,26 @@ def evict_smallest(counts: dict[str, Any], keep: int, *, key_index: int | None =
         del counts[victim]
 
 
+def sweep_part(state: State, prefix: str, part: int, cutoff: float, last_seen: Any) -> int:
+    """Clear part ``part`` of the records under ``prefix`` whose ``last_seen(part)`` is
+    before ``cutoff`` (a record with no part left goes); returns the parts removed."""
+    removed = 0
+    for key in [k for k in list(state.keys()) if k.startswith(prefix)]:
+        rec = state.get(key)
+        if rec is None:
+            continue
+        value = rec[part]
+        if value is None or float(last_seen(value)) >= cutoff:
+            continue
+        rest = _without(rec, part)
+        if rest is None:
+            state.pop(key, None)
+        else:
+            state[key] = rest
+        removed += 1
+    return removed
+
+
 def sweep_prefix(state: State, prefix: str, cutoff: float, last_seen: Any) -> int:
     """Delete keys under ``prefix`` whose ``last_seen(value)`` is before ``cutoff``."""
     removed = 0
@@ -285,3 +438,39 @@ def fmt_age(seconds: float) -> str:
     if seconds >= 3600:
         return f"{seconds / 3600:.1f} h"
     return f"{max(seconds, 0.0) / 60:.0f} min"
+
+
+#: The state layout before the per-entity and per-family records: prefix -> (record prefix,
+#: part) — ``vol/``, ``sd/`` and ``dst/`` per entity, ``sdg/`` and ``dfam/`` per family.
+LEGACY_PARTS: dict[str, tuple[str, int]] = {
+    "vol/": (ENTITY_PREFIX, VOLUME),
+    "sd/": (ENTITY_PREFIX, SCOPE),
+    "dst/": (ENTITY_PREFIX, DESTINATION),
+    "sdg/": (FAMILY_PREFIX, GRANT),
+    "dfam/": (FAMILY_PREFIX, NETWORK),
+}
+
+
+def upgrade_state(state: State) -> int:
+    """Move state saved in the earlier layout (one key per detector: ``vol/<entity>``,
+    ``sd/``, ``dst/``, ``sdg/<tenant>/<family>``, ``dfam/``) into the per-entity and
+    per-family records, so that an upgrade keeps the baselines learned before it; a part
+    already in a record is kept (it is the newer). Returns how many keys were moved; a
+    state in the current layout is left alone."""
+    legacy = [k for k in list(state.keys()) if k.startswith(tuple(LEGACY_PARTS))]
+    for key in legacy:
+        old_prefix, rest = key.split("/", 1)
+        prefix, part = LEGACY_PARTS[old_prefix + "/"]
+        value = state.pop(key, None)
+        if value is None:
+            continue
+        target = prefix + rest
+        current = state.get(target)
+        if current is not None:
+            rec = list(current)
+        else:
+            rec = [None, None, None] if prefix == ENTITY_PREFIX else [None, None]
+        if rec[part] is None:
+            rec[part] = value
+        state[target] = rec
+    return len(legacy)

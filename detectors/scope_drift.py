@@ -1,14 +1,16 @@
 """Scope drift: an agent exercising scopes it never (or rarely) uses, weighted by what the
 scope can do — and any scope it was never granted.
 
-Features, per ``(tenant, user, agent, audience)`` (state key ``sd/<entity>``): calls on
-record, when the entity was first seen, and how often it exercised each scope (at most
-``max_scopes``, the least used dropped first). Per agent acting for a user
-(``sdn/<tenant>/<user>/<agent>``): when each scope was added to its grants (the first grant
-seen is the baseline; a later ``token.issued`` — or ``token.refreshed`` naming scopes — that
-adds a scope widens it). Per agent population (``sdp/<tenant>/<agent>``): how many of the
-agent's entities exist and how many of them exercised each scope. Per token family
-(``sdg/<tenant>/<family>``): the scopes granted at issuance.
+Features, per ``(tenant, user, agent, audience)`` (the scope drift part of the entity's
+record ``u/<entity>``, ``detectors.features``): calls on record, when the entity was first
+seen, and how often it exercised each scope (at most ``max_scopes``, the least used dropped
+first). Per agent acting for a user (``sdn/<tenant>/<user>/<agent>``): when each scope was
+added to its grants (the first grant seen is the baseline; a later ``token.issued`` — or
+``token.refreshed`` naming scopes — that adds a scope widens it). Per agent population
+(``sdp/<tenant>/<agent>``): how many of the agent's entities exist and how many of them
+exercised each scope. Per token family (the grant part of the family's record
+``fam/<tenant>/<family>``): the scopes granted at issuance and when the family was last
+used.
 
 For each scope of a ``token.used``:
 
@@ -35,6 +37,7 @@ after ``grant_ttl_seconds``).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from fnmatch import fnmatchcase
@@ -43,21 +46,25 @@ from typing import Any, ClassVar
 from detectors.base import State
 from detectors.detection import Detection
 from detectors.features import (
+    ENTITY_PREFIX,
     F_SCOPE_NOVELTY,
     F_SCOPE_WEIGHT,
+    FAMILY_PREFIX,
+    GRANT,
+    SCOPE,
     Finding,
     Observation,
     evict_smallest,
-    family_of,
     fmt_age,
     fmt_count,
+    observe_one,
     standalone,
+    sweep_part,
     sweep_prefix,
 )
 from ingest import AuditEvent
 
-_PREFIX = "sd/"
-_GRANT = "sdg/"
+_PART = SCOPE
 _GRANTED = "sdn/"
 _POP = "sdp/"
 
@@ -138,20 +145,73 @@ class ScopeDriftDetector:
         return standalone(self, event, state, now)
 
     def observe(self, obs: Observation, state: State) -> Finding | None:
-        if obs.action == "token.used":
-            if obs.scopes:
-                return self._used(obs, state)
-            return None
-        if obs.scopes and obs.outcome == "success":
-            self._granted(obs, state)
-        return None
+        return observe_one(self, obs, state)
+
+    def observe_batch(self, observations: Sequence[Observation], state: State) -> None:
+        """Every observation of the batch in order: a grant (``token.issued``, or a
+        ``token.refreshed`` naming scopes) is remembered; a ``token.used`` is checked."""
+        rare_fraction = self.config.rare_fraction
+        memo = self._weights
+        for obs in observations:
+            scopes = obs.scopes
+            if not scopes:
+                continue
+            if not obs.used:
+                if obs.outcome == "success":
+                    self._granted(obs, state)
+                continue
+            t = obs.t
+            entity = obs.rec
+            assert entity is not None  # every token.used has its record (Observation)
+            rec = entity[_PART]
+            fam = obs.fam
+            grant = None if fam is None else fam[GRANT]
+            touch_grant = grant is not None and t - grant[1] > 300.0
+            if rec is not None:
+                # the common case: every scope well used before, and within the grant
+                counts: dict[str, int] = rec["s"]
+                n = rec["n"]
+                bar = rare_fraction * n
+                granted = None if grant is None else grant[0]
+                usual = True
+                for scope in scopes:
+                    cnt = counts.get(scope, 0)
+                    if cnt == 0 or cnt < bar or (granted is not None and scope not in granted):
+                        usual = False
+                        break
+                if usual:
+                    row = obs.row
+                    if row is None:
+                        for scope in scopes:
+                            counts[scope] += 1
+                    else:
+                        top_weight = 0.0
+                        for scope in scopes:
+                            counts[scope] += 1
+                            w = memo.get(scope)
+                            if w is None:
+                                w = self.weight(scope)
+                            if w > top_weight:
+                                top_weight = w
+                        row[F_SCOPE_WEIGHT] = top_weight
+                    rec["n"] = n + 1
+                    rec["t"] = t
+                    if touch_grant and grant is not None and fam is not None:
+                        grant[1] = t
+                        state[obs.fam_key] = fam  # type: ignore[index]
+                    if n % 256 == 0:
+                        self._touch_population(state, obs.tenant, obs.agent, t)
+                    continue
+            found = self._unusual(obs, state, entity, rec, fam, grant, touch_grant)
+            if found is not None:
+                obs.add(found)
 
     def _granted(self, obs: Observation, state: State) -> None:
-        event = obs.event
-        scopes = list(dict.fromkeys(event.scopes))
-        family = family_of(event)
-        if family is not None:
-            state[f"{_GRANT}{event.tenant}/{family}"] = [scopes, obs.t]
+        scopes = list(dict.fromkeys(obs.scopes))
+        fam = obs.fam
+        if fam is not None and obs.fam_key is not None:
+            fam[GRANT] = [scopes, obs.t]
+            state[obs.fam_key] = fam
         key = _GRANTED + obs.principal
         rec = state.get(key)
         # the first grant seen is the agent's baseline (0); later additions widen it
@@ -167,61 +227,30 @@ class ScopeDriftDetector:
         rec["t"] = obs.t
         state[key] = rec
 
-    def _used(self, obs: Observation, state: State) -> Finding | None:
+    def _unusual(
+        self,
+        obs: Observation,
+        state: State,
+        entity: list[Any],
+        rec: dict[str, Any] | None,
+        fam: list[Any] | None,
+        grant: list[Any] | None,
+        touch_grant: bool,
+    ) -> Finding | None:
+        """A ``token.used`` of a new entity, or with a scope it never or rarely used, or
+        outside the grant: score each scope; learn the ones not flagged."""
         cfg = self.config
         event = obs.event
         scopes = obs.scopes
         t = obs.t
-        key = _PREFIX + obs.entity
-        rec = state.get(key)
         family = obs.family
-        grant_key = None if family is None else f"{_GRANT}{obs.tenant}/{family}"
-        grant = None if grant_key is None else state.get(grant_key)
-        touch_grant = grant is not None and t - grant[1] > 300.0
-        if rec is not None:
-            # the common case: every scope well used before, and within the grant
-            counts: dict[str, int] = rec["s"]
-            n = rec["n"]
-            bar = cfg.rare_fraction * n
-            granted = None if grant is None else grant[0]
-            usual = True
-            for scope in scopes:
-                cnt = counts.get(scope, 0)
-                if cnt == 0 or cnt < bar or (granted is not None and scope not in granted):
-                    usual = False
-                    break
-            if usual:
-                row = obs.row
-                if row is None:
-                    for scope in scopes:
-                        counts[scope] += 1
-                else:
-                    top_weight = 0.0
-                    memo = self._weights
-                    for scope in scopes:
-                        counts[scope] += 1
-                        w = memo.get(scope)
-                        if w is None:
-                            w = self.weight(scope)
-                        if w > top_weight:
-                            top_weight = w
-                    row[F_SCOPE_WEIGHT] = top_weight
-                rec["n"] = n + 1
-                rec["t"] = t
-                state[key] = rec
-                if touch_grant and grant is not None and grant_key is not None:
-                    grant[1] = t
-                    state[grant_key] = grant
-                if n % 256 == 0:
-                    self._touch_population(state, obs.tenant, obs.agent, t)
-                return None
         pop_key = f"{_POP}{obs.tenant}/{obs.agent}"
         pop = state.get(pop_key)
         if pop is None:
             pop = {"n": 0, "s": {}, "t": t}
         pop_changed = False
         if rec is None:
-            rec = {"n": 0, "f": t, "t": t, "s": {}}
+            rec = entity[_PART] = {"n": 0, "f": t, "t": t, "s": {}}
             pop["n"] += 1  # one more entity of the agent
             pop_changed = True
         n = rec["n"]
@@ -301,13 +330,12 @@ class ScopeDriftDetector:
             counts[scope] = cnt + 1
         rec["n"] = n + 1
         rec["t"] = t
-        state[key] = rec
         if pop_changed or t - pop["t"] > 3600.0:
             pop["t"] = t
             state[pop_key] = pop
-        if touch_grant and grant is not None and grant_key is not None:
+        if touch_grant and grant is not None and fam is not None:
             grant[1] = t
-            state[grant_key] = grant
+            state[obs.fam_key] = fam  # type: ignore[index]
 
         if critical is not None:
             scope, granted = critical
@@ -351,7 +379,11 @@ class ScopeDriftDetector:
     def sweep(self, state: State, now: datetime) -> int:
         t = now.timestamp()
         cfg = self.config
-        removed = sweep_prefix(state, _PREFIX, t - cfg.idle_ttl_seconds, lambda v: v["t"])
-        removed += sweep_prefix(state, _GRANT, t - cfg.grant_ttl_seconds, lambda v: v[1])
+        removed = sweep_part(
+            state, ENTITY_PREFIX, _PART, t - cfg.idle_ttl_seconds, lambda v: v["t"]
+        )
+        removed += sweep_part(
+            state, FAMILY_PREFIX, GRANT, t - cfg.grant_ttl_seconds, lambda v: v[1]
+        )
         removed += sweep_prefix(state, _GRANTED, t - cfg.idle_ttl_seconds, lambda v: v["t"])
         return removed + sweep_prefix(state, _POP, t - cfg.idle_ttl_seconds, lambda v: v["t"])

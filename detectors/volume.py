@@ -1,6 +1,7 @@
 """Volume: an entity calling far more than it usually does at this hour.
 
-Features, per ``(tenant, user, agent, audience)`` (state key ``vol/<entity>``):
+Features, per ``(tenant, user, agent, audience)`` (the volume part of the
+entity's record ``u/<entity>``, ``detectors.features``):
 
 * the calls of the last 1 min, 15 min and 1 h — each an exponentially decayed counter with
   that time constant, so it needs no buckets and updates in O(1);
@@ -21,12 +22,13 @@ absolute floor, so a quiet entity's three calls are never a spike). Score 0.7 at
 trigger, rising with log2(count / trigger) to 1.0 at 4* the trigger; the window with the
 highest score names the reason.
 
-State: 7 numbers per entity (~130 B as JSON) and one population record per agent (~330 B).
+State: 7 numbers per entity (~100 B as JSON) and one population record per agent (~330 B).
 Expires after ``idle_ttl_seconds`` without calls.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from math import exp, log2, sqrt
@@ -35,18 +37,22 @@ from typing import Any, ClassVar
 from detectors.base import State
 from detectors.detection import Detection
 from detectors.features import (
+    ENTITY_PREFIX,
     F_VOL_1H,
     F_VOL_1M,
     F_VOL_15M,
+    VOLUME,
     Finding,
     Observation,
     fmt_count,
+    observe_one,
     standalone,
+    sweep_part,
     sweep_prefix,
 )
 from ingest import AuditEvent
 
-_PREFIX = "vol/"
+_PART = VOLUME
 _POP = "volp/"
 _LAST, _C0, _C1, _C2, _LONG, _N, _FIRST = range(7)
 _WINDOW_NAMES = ("1 min", "15 min", "1 h")
@@ -111,75 +117,99 @@ class VolumeDetector:
         return standalone(self, event, state, now)
 
     def observe(self, obs: Observation, state: State) -> Finding | None:
-        if obs.action != "token.used":
-            return None
-        cfg = self.config
+        return observe_one(self, obs, state)
+
+    def observe_batch(self, observations: Sequence[Observation], state: State) -> None:
+        """Every ``token.used`` of the batch in order: update the entity's counters, write
+        its rates into the row, and test it when a counter is over its floor."""
         w0, w1, w2, w_long, min_events, min_seconds = self._hot
-        t = obs.t
-        key = _PREFIX + obs.entity
-        rec = state.get(key)
-        if rec is None:
-            rec = [t, 1.0, 1.0, 1.0, 0.0, 1, t]
-        else:
-            dt = t - rec[_LAST]
-            if dt > 0:
-                rec[_C0] = rec[_C0] * exp(-dt / w0) + 1.0
-                rec[_C1] = rec[_C1] * exp(-dt / w1) + 1.0
-                rec[_C2] = rec[_C2] * exp(-dt / w2) + 1.0
-                rec[_LONG] *= exp(-dt / w_long)
-                rec[_LAST] = t
-            else:
-                rec[_C0] += 1.0
-                rec[_C1] += 1.0
-                rec[_C2] += 1.0
-            rec[_N] += 1
-        n = rec[_N]
-        age = t - rec[_FIRST]
-        mature = n >= min_events and age >= min_seconds
-        rate = rec[_LONG] / max(60.0, min(age, w_long)) if mature else None
-        row = obs.row
-        if row is not None and rate is not None:
-            if age >= 8.0 * w2:  # every window filled
-                row[F_VOL_1M] = log2((rec[_C0] + 1.0) / (rate * w0 + 1.0))
-                row[F_VOL_15M] = log2((rec[_C1] + 1.0) / (rate * w1 + 1.0))
-                row[F_VOL_1H] = log2((rec[_C2] + 1.0) / (rate * w2 + 1.0))
-            else:
-                row[F_VOL_1M] = log2((rec[_C0] + 1.0) / (rate * w0 * _fill(age, w0) + 1.0))
-                row[F_VOL_15M] = log2((rec[_C1] + 1.0) / (rate * w1 * _fill(age, w1) + 1.0))
-                row[F_VOL_1H] = log2((rec[_C2] + 1.0) / (rate * w2 * _fill(age, w2) + 1.0))
         f0, f1, f2 = self._floors
-        best: tuple[float, int, float, float] | None = None  # score, window, count, expected
-        pop: list[Any] | None = None
-        pop_key: str | None = None
-        hour_factor = 1.0
-        if rec[_C0] >= f0 or rec[_C1] >= f1 or rec[_C2] >= f2:
-            # over an absolute floor: the full test against the (hour-scaled) baseline
-            pop_key = f"{_POP}{obs.tenant}/{obs.agent}"
-            pop = state.get(pop_key)
-            hour_factor = hour_factor_of(pop, t, obs.hour)
-            if rate is None and pop is not None and pop[1] > 0:
-                rate = float(pop[1])
-            for i in range(3):
-                count = rec[_C0 + i]
-                w = cfg.windows[i]
-                if rate is None:
-                    expected = -1.0
-                    trigger = cfg.floors[i] * cfg.cold_floor_multiplier
+        filled = 8.0 * w2  # from this age on every window is filled
+        for obs in observations:
+            if not obs.used:
+                continue
+            t = obs.t
+            entity = obs.rec
+            assert entity is not None  # every token.used has its record (Observation)
+            rec = entity[_PART]
+            if rec is None:
+                rec = entity[_PART] = [t, 1.0, 1.0, 1.0, 0.0, 1, t]
+            else:
+                dt = t - rec[_LAST]
+                if dt > 0:
+                    rec[_C0] = rec[_C0] * exp(-dt / w0) + 1.0
+                    rec[_C1] = rec[_C1] * exp(-dt / w1) + 1.0
+                    rec[_C2] = rec[_C2] * exp(-dt / w2) + 1.0
+                    rec[_LONG] *= exp(-dt / w_long)
+                    rec[_LAST] = t
                 else:
-                    expected = rate * w * _fill(age, w) * hour_factor
-                    trigger = max(cfg.floors[i], cfg.ratio * expected + cfg.z * sqrt(expected))
-                if count >= trigger:
-                    score = min(1.0, 0.7 + 0.15 * log2(count / trigger))
-                    if best is None or score > best[0]:
-                        best = (score, i, count, expected)
+                    rec[_C0] += 1.0
+                    rec[_C1] += 1.0
+                    rec[_C2] += 1.0
+                rec[_N] += 1
+            n = rec[_N]
+            age = t - rec[_FIRST]
+            mature = n >= min_events and age >= min_seconds
+            rate = rec[_LONG] / max(60.0, min(age, w_long)) if mature else None
+            row = obs.row
+            if row is not None and rate is not None:
+                if age >= filled:
+                    row[F_VOL_1M] = log2((rec[_C0] + 1.0) / (rate * w0 + 1.0))
+                    row[F_VOL_15M] = log2((rec[_C1] + 1.0) / (rate * w1 + 1.0))
+                    row[F_VOL_1H] = log2((rec[_C2] + 1.0) / (rate * w2 + 1.0))
+                else:
+                    row[F_VOL_1M] = log2((rec[_C0] + 1.0) / (rate * w0 * _fill(age, w0) + 1.0))
+                    row[F_VOL_15M] = log2((rec[_C1] + 1.0) / (rate * w1 * _fill(age, w1) + 1.0))
+                    row[F_VOL_1H] = log2((rec[_C2] + 1.0) / (rate * w2 * _fill(age, w2) + 1.0))
+            if rec[_C0] >= f0 or rec[_C1] >= f1 or rec[_C2] >= f2:
+                found = self._test(obs, state, rec, rate, mature, n, age)
+                if found is not None:
+                    obs.add(found)
+                continue
+            # the common case: under every floor, nothing to test; learn the call
+            rec[_LONG] += 1.0
+            if n % 8 == 0 or n == 1:
+                pop_key = f"{_POP}{obs.tenant}/{obs.agent}"
+                self._update_population(state, pop_key, state.get(pop_key), rate, obs)
+
+    def _test(
+        self,
+        obs: Observation,
+        state: State,
+        rec: list[Any],
+        rate: float | None,
+        mature: bool,
+        n: int,
+        age: float,
+    ) -> Finding | None:
+        """A call with a counter over its absolute floor: the full test against the
+        (hour-scaled) baseline; learn it unless it fired; its finding."""
+        cfg = self.config
+        t = obs.t
+        best: tuple[float, int, float, float] | None = None  # score, window, count, expected
+        pop_key = f"{_POP}{obs.tenant}/{obs.agent}"
+        pop = state.get(pop_key)
+        hour_factor = hour_factor_of(pop, t, obs.hour)
+        own_rate = rate
+        if rate is None and pop is not None and pop[1] > 0:
+            rate = float(pop[1])
+        for i in range(3):
+            count = rec[_C0 + i]
+            w = cfg.windows[i]
+            if rate is None:
+                expected = -1.0
+                trigger = cfg.floors[i] * cfg.cold_floor_multiplier
+            else:
+                expected = rate * w * _fill(age, w) * hour_factor
+                trigger = max(cfg.floors[i], cfg.ratio * expected + cfg.z * sqrt(expected))
+            if count >= trigger:
+                score = min(1.0, 0.7 + 0.15 * log2(count / trigger))
+                if best is None or score > best[0]:
+                    best = (score, i, count, expected)
         if best is None:
             rec[_LONG] += 1.0  # learn only from points not flagged
-        state[key] = rec
         if n % 8 == 0 or n == 1:
-            if pop_key is None:
-                pop_key = f"{_POP}{obs.tenant}/{obs.agent}"
-                pop = state.get(pop_key)
-            self._update_population(state, pop_key, pop, rate if mature else None, obs)
+            self._update_population(state, pop_key, pop, own_rate, obs)
         if best is None:
             return None
         score, i, count, expected = best
@@ -236,7 +266,7 @@ class VolumeDetector:
 
     def sweep(self, state: State, now: datetime) -> int:
         cutoff = now.timestamp() - self.config.idle_ttl_seconds
-        removed = sweep_prefix(state, _PREFIX, cutoff, lambda v: v[_LAST])
+        removed = sweep_part(state, ENTITY_PREFIX, _PART, cutoff, lambda v: v[_LAST])
         return removed + sweep_prefix(state, _POP, cutoff, lambda v: v[0])
 
 

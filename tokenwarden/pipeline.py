@@ -39,12 +39,14 @@ from tokenwarden.state import TrackedState
 
 log = structlog.get_logger("tokenwarden.pipeline")
 
-#: The usage detectors' baselines (volume, scope_drift, destination, burst): most of the
-#: state written per batch, and a restart that loses their last seconds only makes them a
-#: little less sure. Everything else — refresh-token families (``rr/``, ``rrt/``), risk
-#: from Shared Signals, the engine's per-entity risk and cool-down — is saved with the
-#: batch that changed it, because forgetting it would let a replayed token through.
-USAGE_STATE_PREFIXES: tuple[str, ...] = ("vol/", "sd/", "dst/", "bu/")
+#: The usage detectors' baselines (volume, scope_drift and destination in one record per
+#: entity, ``u/``; burst, ``bu/``): most of the state written per batch, and a restart that
+#: loses their last seconds only makes them a little less sure. Everything else —
+#: refresh-token families (``rr/``, ``rrt/``), the families' grants and networks
+#: (``fam/``), risk from Shared Signals, the engine's per-entity risk and cool-down — is
+#: saved with the batch that changed it, because forgetting it would let a replayed token
+#: through.
+USAGE_STATE_PREFIXES: tuple[str, ...] = ("u/", "bu/")
 
 #: A write that must commit together with a batch (it gets the batch's connection).
 Extra = Callable[[sa.Connection], object]

@@ -5,10 +5,11 @@ from __future__ import annotations
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import sqlalchemy as sa
 
-from detectors import build_engine
+from detectors import build_engine, upgrade_state
 from ingest import Limits, Normalizer, TokenHasher
 from revocation import Policy, store
 from revocation.store.policy_config import StoredPolicy, get_policy_config
@@ -62,6 +63,10 @@ def build_services(
     with db.connect() as conn:
         state = TrackedState(store.load_state(conn) if load_state else {})
         stored = get_policy_config(conn)
+    if upgrade_state(state):  # a snapshot saved before the per-entity records: move it now
+        changed, deleted = state.take_changes()
+        with db.begin() as conn:
+            store.save_state(conn, changed=changed, deleted=deleted, now=datetime.now(UTC))
     stages = Stages(
         db=db,
         engine=build_engine(settings.enabled_detectors, settings.detectors),

@@ -7,6 +7,7 @@ from typing import Any
 import orjson
 
 from detectors import Severity, VolumeConfig, VolumeDetector
+from detectors.features import VOLUME
 from tests.detectors.usage import detect_all, event, steady
 
 
@@ -60,21 +61,21 @@ def test_flagged_points_are_not_learned() -> None:
     det = VolumeDetector()
     state: dict[str, Any] = {}
     detect_all(det, steady(90, step=60), state)
-    key = next(k for k in state if k.startswith("vol/"))
+    key = next(k for k in state if k.startswith("u/"))
     spike = [event(5400 + i) for i in range(60)]
     found = detect_all(det, spike, state)
     flagged = len({d.event_ids[0] for d in found})
-    learned_before = state[key][4]
+    learned_before = state[key][VOLUME][4]
     assert flagged > 20
     detect_all(det, [event(5460 + i) for i in range(10)], state)  # still spiking
-    assert state[key][4] <= learned_before + 0.01  # the baseline counter did not grow
+    assert state[key][VOLUME][4] <= learned_before + 0.01  # the baseline counter did not grow
 
 
 def test_state_is_small_json_and_expires() -> None:
     det = VolumeDetector()
     state: dict[str, Any] = {}
     detect_all(det, steady(50, step=60), state)
-    entity = [v for k, v in state.items() if k.startswith("vol/")]
+    entity = [v for k, v in state.items() if k.startswith("u/")]
     assert len(entity) == 1 and len(orjson.dumps(entity[0])) < 200
     later = event(50 * 60 + 15 * 86400).time
     assert det.sweep(state, later) == 2  # the entity and its population record

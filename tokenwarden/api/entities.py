@@ -17,6 +17,7 @@ from typing import Annotated, Any
 import sqlalchemy as sa
 from fastapi import APIRouter, Query, Request
 
+from detectors.features import DESTINATION, ENTITY_PREFIX, SCOPE, VOLUME
 from revocation.store.records import page_detections
 from revocation.tables import detector_state
 from tokenwarden.api.deps import ConnDep, ServicesDep
@@ -27,8 +28,9 @@ from tokenwarden.services import Services
 
 router = APIRouter(prefix="/v1", tags=["entities"])
 
-#: The usage detectors' per-entity state: volume, scope drift, destination, engine risk.
-PREFIXES = ("vol/", "sd/", "dst/", "eng/")
+#: The usage detectors' per-entity state: volume, scope drift and destination in one record
+#: (``detectors.features``), and the engine's risk.
+PREFIXES = (ENTITY_PREFIX, "eng/")
 _VOLUME_BASELINE_SECONDS = 86400.0
 
 
@@ -97,6 +99,14 @@ def _state(services: Services, conn: sa.Connection, key: str) -> Any:
     ).scalar_one_or_none()
 
 
+def _parts(rec: Any) -> tuple[Any, Any, Any]:
+    """The volume, scope drift and destination parts of an entity record (``None`` each
+    when missing)."""
+    if not isinstance(rec, list) or len(rec) <= DESTINATION:
+        return None, None, None
+    return rec[VOLUME], rec[SCOPE], rec[DESTINATION]
+
+
 def _iso(epoch: Any) -> str | None:
     if not isinstance(epoch, int | float):
         return None
@@ -119,9 +129,8 @@ def get_entity(
     if not tenant or not principal.sees(tenant):
         raise not_found(f"entity {entity_key!r}")
     now = datetime.now(UTC)
-    vol = _state(services, conn, "vol/" + entity_key)
-    sd = _state(services, conn, "sd/" + entity_key)
-    dst = _state(services, conn, "dst/" + entity_key)
+    rec = _state(services, conn, ENTITY_PREFIX + entity_key)
+    vol, sd, dst = _parts(rec)
     eng = _state(services, conn, "eng/" + entity_key)
     recent = _recent(request)
     timeline = recent.events(entity_key) if recent is not None else []

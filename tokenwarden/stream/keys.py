@@ -6,9 +6,10 @@ are used, one per topic:
 * ``tokenwarden.audit`` is keyed by the **principal**: ``<tenant>/u/<user>`` (else the
   agent, else the client, else the tenant alone). Every state key of the detectors that run
   there is the user's or finer, so it is partition-local and exact: the usage state per
-  ``(tenant, user, agent, audience)`` (``vol/``, ``sd/``, ``dst/``, ``bu/``), the Engine's
+  ``(tenant, user, agent, audience)`` (``u/``) and per agent for a user (``bu/``), the Engine's
   entity risk (``eng/``), the user's SSF risk and session context (``risk/``, ``sctx/``),
-  and the per-family records of the usage detectors (a family is one grant to one user).
+  and the per-family records of the usage detectors (``fam/``: a family is one grant to one
+  user).
   The agent-population records (``volp/``, ``sdp/``: an agent's habits across its users)
   are the exception: each partition learns them from the users it holds (a cold-start
   fallback only; with many users per partition they converge on the same profile).

@@ -66,7 +66,7 @@ import httpx
 import orjson
 import structlog
 
-from detectors import Engine
+from detectors import Engine, upgrade_state
 from ingest import AuditEvent, IngestError, Limits, UnknownFormat, decode
 from tokenwarden.formats import normalize
 from tokenwarden.pipeline import BatchResult, Stages
@@ -202,6 +202,8 @@ class _Stage:
     buckets: int
     states: dict[int, PartitionState] = field(default_factory=dict)
     swept: dict[int, float] = field(default_factory=dict)
+    #: partitions whose state is known to be in the current layout (``upgrade_state``)
+    upgraded: set[int] = field(default_factory=set)
     #: the agent and the catch-up timer take turns
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     #: partition -> (watermark at the catch-up timer's last look, looks it stayed)
@@ -742,6 +744,10 @@ class StreamWorker:
         for partition, msgs in by_partition.items():
             state = stage.state(partition)
             stages.state = state
+            if partition not in stage.upgraded and not upgrade_state(state):
+                # state written before the per-entity records is moved with the batch's
+                # changes; once nothing is left to move, the partition is not scanned again
+                stage.upgraded.add(partition)
             self._maybe_sweep(stage, state, now)
             events = [e for m in msgs for e in m.events]
             checkpoint = state.checkpoint()
