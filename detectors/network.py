@@ -11,6 +11,8 @@ import ipaddress
 
 from ingest import AuditEvent
 
+_BY_IP: dict[str, str] = {}
+
 
 def network_of(event: AuditEvent) -> str | None:
     src = event.source
@@ -18,11 +20,23 @@ def network_of(event: AuditEvent) -> str | None:
         return None
     if src.asn is not None:
         return f"as{src.asn}"
-    if src.ip:
-        try:
-            addr = ipaddress.ip_address(src.ip)
-        except ValueError:
-            return f"ip:{src.ip}"
-        prefix = 24 if addr.version == 4 else 48
-        return str(ipaddress.ip_network(f"{addr}/{prefix}", strict=False))
+    ip = src.ip
+    if ip:
+        net = _BY_IP.get(ip)
+        if net is None:
+            net = _network_of_ip(ip)
+            if len(_BY_IP) >= 65536:  # callers' addresses repeat; never grow without bound
+                _BY_IP.clear()
+            _BY_IP[ip] = net
+        return net
     return None
+
+
+def _network_of_ip(ip: str) -> str:
+    """The /24 or /48 of an address (``ipaddress`` costs microseconds: memoised above)."""
+    try:
+        addr = ipaddress.ip_address(ip)
+    except ValueError:
+        return f"ip:{ip}"
+    prefix = 24 if addr.version == 4 else 48
+    return str(ipaddress.ip_network(f"{addr}/{prefix}", strict=False))
