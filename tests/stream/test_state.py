@@ -9,7 +9,7 @@ from typing import Any
 import orjson
 import pytest
 
-from detectors import Engine, build_detectors
+from detectors import Engine, build_detectors, upgrade_state
 from ingest import TokenHasher, validate_events
 from tokenwarden.stream.changelog import serialize
 from tokenwarden.stream.keys import Partitioner, family_key, principal_key, wants_family_stage
@@ -113,3 +113,27 @@ def test_partitioned_state_gives_the_embedded_detections(buckets: int) -> None:
                         stores[stage][k] = orjson.loads(orjson.dumps(v))
     assert found == embedded
     assert any(d.startswith("det-") for d in found)
+
+
+@pytest.mark.parametrize("buckets", [0, 4])
+def test_a_partition_saved_in_the_earlier_layout_is_moved_with_a_batch(buckets: int) -> None:
+    """The worker moves ``vol/``, ``sd/``, ``dst/``, ``sdg/``, ``dfam/`` keys into the
+    per-entity and per-family records with a partition's first batch (``upgrade_state``);
+    the moves are ordinary changes of the partition, applied and sent to the changelog."""
+    table: dict[str, Any] = {}
+    old = PartitionState(table, 3, buckets=buckets)
+    old["vol/acme/jane/crm/-"] = [1.0, 1.0, 1.0, 1.0, 0.0, 1, 1.0]
+    old["dfam/acme/fam-1"] = ["as1", 1.0, "e1", 1.0]
+    old["eng/acme/jane/crm/-"] = [0.5, 1.0, None, 0, 0]
+    old.apply(*old.take_changes(), offset=7)
+    state = PartitionState(table, 3, buckets=buckets)
+    assert upgrade_state(state) == 2
+    records = state.apply(*state.take_changes(), offset=8)
+    assert records
+    fresh = PartitionState(table, 3, buckets=buckets)
+    assert dict(fresh.items()) == {
+        "u/acme/jane/crm/-": [[1.0, 1.0, 1.0, 1.0, 0.0, 1, 1.0], None, None],
+        "fam/acme/fam-1": [None, ["as1", 1.0, "e1", 1.0]],
+        "eng/acme/jane/crm/-": [0.5, 1.0, None, 0, 0],
+    }
+    assert upgrade_state(fresh) == 0

@@ -119,6 +119,8 @@ def test_an_entity_page(client: TestClient) -> None:
     page = client.get(f"/v1/entities/{key}").json()
     assert (page["entity_key"], page["tenant"], page["user"]) == (key, "acme", "jane")
     assert {"risk", "baselines", "rate", "scopes", "networks", "events", "detections"} <= set(page)
+    assert {"volume", "scope_drift", "destination"} <= set(page["baselines"])
+    assert page["baselines"]["destination"]["last_network"] == "as64500"
     scopes = {s["scope"]: s for s in page["scopes"]}
     assert scopes["leads:read"]["count"] >= 30 and scopes["leads:read"]["last_seen"]
     assert page["networks"][0]["network"] == "as64500"

@@ -132,3 +132,32 @@ def test_saved_state_is_loaded_unless_it_lives_elsewhere(tmp_path: Path) -> None
     finally:
         again.db.dispose()
         elsewhere.db.dispose()
+
+
+def test_state_saved_in_the_earlier_layout_is_moved_at_start(tmp_path: Path) -> None:
+    """A snapshot from before the per-entity records (``vol/``, ``sd/``, ``dst/``,
+    ``sdg/``, ``dfam/``) is moved into ``u/`` and ``fam/`` records when the service
+    starts, and saved so: the baselines survive the upgrade."""
+    settings = Settings(database_url=f"sqlite:///{tmp_path / 's.db'}")
+    t0 = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
+    first = build_services(settings)
+    entity = "acme/jane/crm/https://api.example"
+    legacy = {
+        f"vol/{entity}": [t0.timestamp(), 1.0, 1.0, 1.0, 0.0, 1, t0.timestamp()],
+        f"dst/{entity}": {"n": {"as64500": 1}, "c": 1, "t": t0.timestamp()},
+        "sdg/acme/fam-1": [["leads:read"], t0.timestamp()],
+        "rr/acme/fam-1": {"c": {}, "cur": None, "g": 0, "n": 0, "seen": t0.timestamp()},
+    }
+    with first.db.begin() as conn:
+        store.save_state(conn, changed=legacy, deleted=(), now=t0)
+    first.db.dispose()
+    again = build_services(settings)
+    try:
+        state = dict(again.stages.state.items())
+        assert state == _saved(again)  # moved and saved at once
+        assert state[f"u/{entity}"] == [legacy[f"vol/{entity}"], None, legacy[f"dst/{entity}"]]
+        assert state["fam/acme/fam-1"] == [legacy["sdg/acme/fam-1"], None]
+        assert state["rr/acme/fam-1"] == legacy["rr/acme/fam-1"]
+        assert len(state) == 3
+    finally:
+        again.db.dispose()
