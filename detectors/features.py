@@ -20,8 +20,9 @@ last network, destination's). One lookup per event and record, not one per detec
 ``Observation.fam``) and writes the entity record back right away, the detectors change
 their own parts in place (a detector writes the family record itself when it changed its
 part), and the Engine stores the entity records that were new after the detectors ran
-(:func:`store_records`). A part expires with its own
-detector's ``idle_ttl`` (:func:`sweep_part`); the record goes with its last part.
+(:func:`store_records`). A part expires with its own detector's ``idle_ttl``
+(:func:`sweep_part`); the record goes with its last part. :func:`upgrade_state` moves
+state saved in the earlier layout (one key per detector) into these records.
 
 A usage detector reports a :class:`Finding` (a score in 0..1, a reason an on-call engineer
 can act on, the numbers behind it) rather than a ``Detection``: the Engine combines the
