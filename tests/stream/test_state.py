@@ -137,3 +137,30 @@ def test_a_partition_saved_in_the_earlier_layout_is_moved_with_a_batch(buckets: 
         "eng/acme/jane/crm/-": [0.5, 1.0, None, 0, 0],
     }
     assert upgrade_state(fresh) == 0
+
+
+@pytest.mark.parametrize("buckets", [0, 4])
+def test_a_take_rolled_back_and_run_again_counts_once(buckets: int) -> None:
+    """The worker re-runs a take whose outputs could not be sent (``_guarded``): it rolls
+    the partition's state back and detects again. The detectors change records in place,
+    so what they read from the Table's store must be a copy — else the first attempt's
+    counts stay in the store and the retry adds them again."""
+    raw = list(events(3000, families=60, replays=0))
+    parsed = validate_events(raw, hasher=HASHER).events
+    first, second = parsed[:1500], parsed[1500:]
+
+    def run(retry: bool) -> dict[str, Any]:
+        store: dict[str, Any] = {}
+        engine = Engine(build_detectors())
+        state = PartitionState(store, 0, buckets=buckets)
+        engine.process(first, state, T0)
+        state.apply(*state.take_changes(), offset=0)
+        if retry:
+            checkpoint = state.checkpoint()
+            engine.process(second, state, T0)
+            state.rollback(checkpoint)  # the take failed after detection
+        engine.process(second, state, T0)
+        state.apply(*state.take_changes(), offset=1)
+        return orjson.loads(orjson.dumps(store))
+
+    assert run(retry=True) == run(retry=False)

@@ -43,8 +43,23 @@ def bucket_of(key: str, buckets: int) -> int:
     return zlib.crc32(key.encode()) % buckets
 
 
+def _copied(value: Any) -> Any:
+    """A deep copy of JSON-shaped state (lists, dicts, scalars)."""
+    if isinstance(value, list):
+        return [_copied(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _copied(v) for k, v in value.items()}
+    return value
+
+
 class PartitionState(TrackedState):
-    """One partition's detector state: changes in memory, reads through to ``store``."""
+    """One partition's detector state: changes in memory, reads through to ``store``.
+
+    A value read from the store is a copy, kept with the pending changes until ``apply``
+    or ``rollback``: the detectors change records in place (``detectors.base``), and a
+    take that is rolled back and run again must find the store as it was, not with the
+    failed attempt's counts in it.
+    """
 
     def __init__(
         self, store: MutableMapping[str, Any], partition: int, *, buckets: int = 0
@@ -65,13 +80,20 @@ class PartitionState(TrackedState):
             return bucket[key]
         return self._store[self._prefix + key]
 
+    def _read(self, key: str) -> Any:
+        """The stored value of ``key`` as a copy the detectors may change (class doc)."""
+        value = self._stored(key)
+        if isinstance(value, list | dict):
+            value = self._data[key] = _copied(value)
+        return value
+
     def __getitem__(self, key: str) -> Any:
         try:
             return self._data[key]
         except KeyError:
             if key in self._deleted:
                 raise
-        return self._stored(key)
+        return self._read(key)
 
     # TrackedState serves ``get`` and ``in`` from its dict alone (the detectors' hot path);
     # here they must fall through to the Table's store like ``[]`` does.
@@ -82,7 +104,7 @@ class PartitionState(TrackedState):
         if key in self._deleted:
             return default
         try:
-            return self._stored(key)
+            return self._read(key)
         except KeyError:
             return default
 
@@ -126,12 +148,15 @@ class PartitionState(TrackedState):
     # -- the runner's side ---------------------------------------------------------------
 
     def checkpoint(self) -> tuple[dict[str, Any], set[str], set[str]]:
-        """A copy of the pending changes, to ``rollback`` to if a detector raises."""
-        return dict(self._data), set(self._changed), set(self._deleted)
+        """A copy of the pending changes, to ``rollback`` to if a detector raises (values
+        only read are left out: the store still has them as they were)."""
+        data = {k: _copied(v) for k, v in self._data.items() if k in self._changed}
+        return data, set(self._changed), set(self._deleted)
 
     def rollback(self, checkpoint: tuple[dict[str, Any], set[str], set[str]]) -> None:
         data, changed, deleted = checkpoint
-        self._data, self._changed, self._deleted = dict(data), set(changed), set(deleted)
+        self._data = {k: _copied(v) for k, v in data.items()}  # the checkpoint stays intact
+        self._changed, self._deleted = set(changed), set(deleted)
 
     @property
     def applied(self) -> int:
