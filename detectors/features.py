@@ -208,15 +208,13 @@ class Observation:
             # not there yet starts empty, shared through ``fresh`` by the observations of
             # the same entity or family that follow, and is stored once it has a part
             get = state.get
+            if fresh is None:
+                fresh = {}
             rec = None
             if action == "token.used":
                 rec = get(key)
                 if rec is None:
-                    if fresh is None:
-                        fresh = {}
-                    rec = fresh.get(key)
-                    if rec is None:
-                        rec = fresh[key] = [None, None, None]
+                    rec = _fresh_record(fresh, key, 3)
                 else:
                     state[key] = rec
             self.rec = rec
@@ -224,11 +222,7 @@ class Observation:
             if fam_key is not None:
                 fam = get(fam_key)
                 if fam is None:
-                    if fresh is None:
-                        fresh = {}
-                    fam = fresh.get(fam_key)
-                    if fam is None:
-                        fam = fresh[fam_key] = [None, None]
+                    fam = _fresh_record(fresh, fam_key, 2)
             self.fam = fam
         #: the model's feature row (``None`` when no batch detector needs one)
         self.row: list[float] | None = [0.0] * N_FEATURES if with_row else None
@@ -249,6 +243,15 @@ class Observation:
             self.findings = [finding]
         else:
             self.findings.append(finding)
+
+
+def _fresh_record(fresh: dict[str, list[Any]], key: str, parts: int) -> list[Any]:
+    """The record ``key`` not in the state yet: the one an earlier observation of the
+    chunk started, else a new empty one."""
+    rec = fresh.get(key)
+    if rec is None:
+        rec = fresh[key] = [None] * parts
+    return rec
 
 
 def store_records(fresh: dict[str, list[Any]], state: State) -> None:
