@@ -8,12 +8,13 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import orjson
 
 from revocation.signing import SignatureError, verify_signature
+from tests.loopback import LoopbackServer
 
 
 @dataclass
@@ -68,14 +69,9 @@ def receiving(secret: bytes, **kw: Any) -> Iterator[Receiver]:
         def log_message(self, format: str, *args: Any) -> None:
             return None
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    receiver.url = f"http://127.0.0.1:{server.server_address[1]}/revocations"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield receiver
-    finally:
-        receiver.release.set()
-        server.shutdown()
-        server.server_close()
+    with LoopbackServer(Handler) as server:
+        receiver.url = f"{server.base}/revocations"
+        try:
+            yield receiver
+        finally:
+            receiver.release.set()  # a held request must end before the server can stop

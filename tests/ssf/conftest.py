@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import orjson
 import pytest
 
+from tests.loopback import LoopbackServer
 from tests.ssf.helpers import Signer, ec_signer, ed_signer, rsa_signer
 from tests.ssf.transmitter import FakeTransmitter
 
 
-class JwksServer:
+class JwksServer(LoopbackServer):
     """Serves ``/jwks.json`` from a real HTTP server; the test swaps what it serves."""
 
     def __init__(self) -> None:
@@ -40,35 +41,19 @@ class JwksServer:
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._thread = threading.Thread(
-            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
-        )
-        host, port = self._httpd.server_address[:2]
-        self.url = f"http://{host!s}:{port}/jwks.json"
+        super().__init__(Handler)
+        self.url = f"{self.base}/jwks.json"
 
     def serve(self, jwks: dict[str, Any] | bytes, status: int = 200) -> None:
         with self._lock:
             self.body = jwks if isinstance(jwks, bytes) else orjson.dumps(jwks)
             self.status = status
 
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
-        self._thread.join(timeout=5)
-
 
 @pytest.fixture
 def jwks_server() -> Iterator[JwksServer]:
-    server = JwksServer()
-    server.start()
-    try:
+    with JwksServer() as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="session")
@@ -89,9 +74,5 @@ def ed_key() -> Signer:
 @pytest.fixture
 def transmitter(ec_key: Signer) -> Iterator[FakeTransmitter]:
     """A small SSF transmitter on 127.0.0.1 (discovery, stream management, RFC 8936 poll)."""
-    server = FakeTransmitter(ec_key)
-    server.start()
-    try:
+    with FakeTransmitter(ec_key) as server:
         yield server
-    finally:
-        server.stop()

@@ -27,6 +27,7 @@ NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
 T = TypeVar("T")
 
+
 PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
 
 

@@ -25,12 +25,13 @@ import itertools
 import threading
 import time
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import orjson
 
+from tests.loopback import LoopbackServer
 from tests.ssf.helpers import AUDIENCE, Signer, claims, jwks_of
 
 PUSH = "urn:ietf:rfc:8935"
@@ -63,7 +64,7 @@ class Recorded:
     authorization: str | None
 
 
-class FakeTransmitter:
+class FakeTransmitter(LoopbackServer):
     def __init__(self, signer: Signer, *, token: str = MGMT_TOKEN, audience: str = AUDIENCE):
         self.signer = signer
         self.token = token
@@ -107,13 +108,7 @@ class FakeTransmitter:
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._httpd.daemon_threads = True
-        self._thread = threading.Thread(
-            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
-        )
-        host, port = self._httpd.server_address[:2]
-        self.base = f"http://{host!s}:{port}"
+        super().__init__(Handler)
         self.issuer = self.base
         self.jwks_url = f"{self.base}/jwks.json"
         self.documents: dict[str, tuple[int, bytes]] = {
@@ -138,16 +133,11 @@ class FakeTransmitter:
 
     # -- control ---------------------------------------------------------------------------
 
-    def start(self) -> None:
-        self._thread.start()
-
     def stop(self) -> None:
-        with self.cond:
+        with self.cond:  # wake long polls, or shutting down waits for them
             self.long_poll_wait = 0
             self.cond.notify_all()
-        self._httpd.shutdown()
-        self._httpd.server_close()
-        self._thread.join(timeout=5)
+        super().stop()
 
     def poll_url(self, stream_id: str) -> str:
         return f"{self.base}/ssf/poll/{stream_id}"

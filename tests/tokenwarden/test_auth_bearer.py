@@ -35,13 +35,9 @@ def ec() -> Signer:
 
 @pytest.fixture
 def jwks(rsa: Signer, ec: Signer) -> Iterator[JwksServer]:
-    server = JwksServer()
-    server.serve(jwks_of(rsa, ec))
-    server.start()
-    try:
+    with JwksServer() as server:
+        server.serve(jwks_of(rsa, ec))
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture

@@ -22,12 +22,8 @@ from tokenwarden.settings import Settings
 
 @pytest.fixture
 def transmitter() -> Iterator[FakeTransmitter]:
-    server = FakeTransmitter(ec_signer("tx-1"))
-    server.start()
-    try:
+    with FakeTransmitter(ec_signer("tx-1")) as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture

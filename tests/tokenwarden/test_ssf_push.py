@@ -38,13 +38,9 @@ def key() -> Signer:
 
 @pytest.fixture
 def jwks(key: Signer) -> Iterator[JwksServer]:
-    server = JwksServer()
-    server.serve({"keys": [key.jwk]})
-    server.start()
-    try:
+    with JwksServer() as server:
+        server.serve({"keys": [key.jwk]})
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture
