@@ -49,6 +49,16 @@ def _listening(port: int) -> bool:
     return False
 
 
+def terminate(proc: subprocess.Popen[Any], *, grace: float) -> None:
+    """SIGTERM, then SIGKILL if it has not exited within ``grace`` seconds."""
+    proc.terminate()
+    try:
+        proc.wait(grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(10)
+
+
 class Tansu:
     """One Tansu broker process: ``start``, ``stop``, ``restart`` (same port, empty)."""
 
@@ -102,14 +112,8 @@ class Tansu:
             time.sleep(0.05)
 
     def stop(self) -> None:
-        if self.proc is None:
-            return
-        self.proc.terminate()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(10)
+        if self.proc is not None:
+            terminate(self.proc, grace=10)
         self.proc = None
 
     def restart(self, down_seconds: float = 1.0) -> None:

@@ -18,6 +18,7 @@ from typing import Any
 import orjson
 import sqlalchemy as sa
 
+from tests.stream.broker import terminate
 from tokenwarden.stream.settings import KafkaSettings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -137,14 +138,8 @@ class Worker:
             self.proc = None
 
     def stop(self) -> None:
-        if self.proc is None:
-            return
-        self.proc.terminate()
-        try:
-            self.proc.wait(40)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(10)
+        if self.proc is not None:
+            terminate(self.proc, grace=40)
         self.proc = None
 
 
