@@ -7,7 +7,10 @@ by name from the ``tokenwarden.adapters`` entry-point group (``revocation.adapte
 ``Delivery`` is one outbox entry, resolved against the store at delivery time: the order,
 the families and tokens it covers (newest first, bounded), and the kill switches active
 on its target. Resolving late means a redelivery after a crash sees today's state: tokens
-seen since, a switch released meanwhile.
+seen since, a switch released meanwhile. The first delivery of an order the pipeline just
+committed is the exception: its scope is what that transaction revoked, read back with
+``RETURNING`` (a family newly revoked, with all its tokens — the same rows ``scope_of``
+would read a moment later), so the denylist is written without a second query.
 
 Errors (the dispatcher's view)::
 

@@ -5,7 +5,8 @@ One pass (``run_once``):
 1. for each adapter whose circuit breaker lets deliveries through, claim its due entries
    (``revocation.store.outbox.claim``: leased, ``attempts`` + 1) — a half-open breaker gets
    one trial entry, an open one none;
-2. resolve each against the store (the order and ``scope_of`` it; an alert's context);
+2. resolve each against the store (the order and ``scope_of`` it; an alert's context) —
+   entries handed over by the pipeline (``hand_off``) come with their order and scope;
 3. deliver them concurrently (at most ``concurrency`` per adapter), each within
    ``delivery_timeout``;
 4. record the outcomes in one transaction: ``delivered`` with the adapter's result, or
@@ -40,7 +41,13 @@ from sqlalchemy import Connection
 from revocation.alerts import AlertContext, AlertSink
 from revocation.backoff import Backoff
 from revocation.breaker import BreakerState, CircuitBreaker
-from revocation.delivery import Adapter, Delivery, DeliveryError, PermanentDeliveryError
+from revocation.delivery import (
+    Adapter,
+    Delivery,
+    DeliveryError,
+    PermanentDeliveryError,
+    Scope,
+)
 from revocation.order import RevocationOrder
 from revocation.routing import ALERT
 from revocation.store import outbox
@@ -191,13 +198,25 @@ class Dispatcher:
         self,
         claimed: Sequence[outbox.Claimed],
         known: Sequence[RevocationOrder] = (),
+        known_scopes: Mapping[str, Scope] | None = None,
     ) -> list[_Attempt]:
+        """Each entry with its order and ``scope_of`` it (or its alert's context) — read
+        from the store, except what the caller already has (``hand_off``)."""
+        orders: dict[str, RevocationOrder] = {o.id: o for o in known}
+        scopes: dict[str, Scope] = {
+            order_id: scope
+            for order_id, scope in (known_scopes or {}).items()
+            if len(scope.tokens) <= self.settings.max_tokens
+            and len(scope.families) <= self.settings.max_families
+        }
+        if all(
+            c.order_id in orders and c.order_id in scopes and c.purpose != ALERT for c in claimed
+        ):
+            return [self._attempt_for(c, orders[c.order_id], scopes[c.order_id]) for c in claimed]
         attempts: list[_Attempt] = []
         with self.db.connect() as conn:
-            orders: dict[str, RevocationOrder] = {o.id: o for o in known}
             missing = [c.order_id for c in claimed if c.order_id not in orders]
             orders.update((o.id, o) for o in get_orders(conn, order_ids=missing))
-            scopes: dict[str, Any] = {}
             for entry in claimed:
                 order = orders.get(entry.order_id)
                 if order is None:
@@ -221,15 +240,15 @@ class Dispatcher:
                         max_families=self.settings.max_families,
                         max_tokens=self.settings.max_tokens,
                     )
-                delivery = Delivery(
-                    id=entry.id,
-                    adapter=entry.adapter,
-                    attempt=entry.attempts,
-                    order=order,
-                    scope=scopes[order.id],
-                )
-                attempts.append(_Attempt(entry, delivery))
+                attempts.append(self._attempt_for(entry, order, scopes[order.id]))
         return attempts
+
+    @staticmethod
+    def _attempt_for(entry: outbox.Claimed, order: RevocationOrder, scope: Scope) -> _Attempt:
+        delivery = Delivery(
+            id=entry.id, adapter=entry.adapter, attempt=entry.attempts, order=order, scope=scope
+        )
+        return _Attempt(entry, delivery)
 
     async def _attempt(self, attempt: _Attempt, gate: asyncio.Semaphore) -> _Attempt:
         if attempt.payload is None:
@@ -428,20 +447,24 @@ class Dispatcher:
             self._loop.call_soon_threadsafe(self._wake.set)
 
     def hand_off(
-        self, claimed: Sequence[outbox.Claimed], orders: Sequence[RevocationOrder] = ()
+        self,
+        claimed: Sequence[outbox.Claimed],
+        orders: Sequence[RevocationOrder] = (),
+        scopes: Mapping[str, Scope] | None = None,
     ) -> None:
         """Entries claimed for this dispatcher in a committed transaction
         (``revocation.routing.Preclaim``): resolved here, in the caller's thread (the
         pipeline's worker, right after its commit), and delivered at once by a task of
         their own — no claim, no waiting for a pass. If this dispatcher is not running, or
         resolving fails, they are not lost: their lease runs out and any dispatcher
-        delivers them. ``orders``: the orders the entries are for, when the caller has them
-        (saves reading them back)."""
+        delivers them. ``orders``: the orders the entries are for, and ``scopes``: what they
+        changed in the store (``OrderOutcome.scope``), when the caller has them — saves
+        reading them back (a redelivery reads ``scope_of`` as usual)."""
         loop = self._loop
         if loop is None or not claimed:
             return
         try:
-            resolved = self._resolve(list(claimed), orders)
+            resolved = self._resolve(list(claimed), orders, scopes)
             attempts = [a for a in resolved if a.entry.adapter in self.breakers]
         except Exception:
             log.exception("resolving handed-over entries failed; their lease will run out")

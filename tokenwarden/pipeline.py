@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -31,6 +31,7 @@ import structlog
 from detectors import Detection, Engine
 from ingest import AuditEvent
 from revocation import OrderOutcome, Policy, RevocationOrder, Routing, retry_pending, store
+from revocation.delivery import Scope
 from revocation.store.audit import append_audit_many
 from revocation.store.outbox import Claimed
 from revocation.txn import writing
@@ -50,6 +51,11 @@ USAGE_STATE_PREFIXES: tuple[str, ...] = ("u/", "bu/")
 
 #: A write that must commit together with a batch (it gets the batch's connection).
 Extra = Callable[[sa.Connection], object]
+
+#: Told after each commit that recorded orders: the outbox entries claimed for the
+#: in-process dispatcher, the orders, and what each changed in the store
+#: (``Dispatcher.hand_off``).
+OrdersHook = Callable[[Sequence[Claimed], Sequence[RevocationOrder], Mapping[str, Scope]], None]
 
 
 def utcnow() -> datetime:
@@ -110,7 +116,7 @@ class Stages:
         #: set by the composition root: metrics, and the in-process dispatcher, which gets
         #: the entries pre-claimed for it (``routing.preclaim``) after each commit
         self.observer: PipelineObserver | None = None
-        self.on_orders: Callable[[Sequence[Claimed], Sequence[RevocationOrder]], None] | None = None
+        self.on_orders: OrdersHook | None = None
         #: the in-process dispatcher's queued bookkeeping, written in each batch's
         #: transaction (group commit: its outcomes cost no commit of their own)
         self.piggyback: Callable[[sa.Connection, list[dict[str, Any]]], None] | None = None
@@ -165,7 +171,8 @@ class Stages:
             result.recorded, result.outcomes = recorded, outcomes
             if recorded:
                 if self.on_orders is not None:
-                    self.on_orders(handoff, recorded)
+                    scopes = {o.order_id: o.scope for o in outcomes if o.scope is not None}
+                    self.on_orders(handoff, recorded, scopes)
                 if self.observer is not None:
                     since = time.perf_counter() - result.detected_at if result.detected_at else 0.0
                     self.observer.orders_recorded(len(recorded), since)

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -42,6 +42,7 @@ from sqlalchemy import (
 )
 
 from revocation.backoff import Backoff
+from revocation.delivery import Scope, TokenRef
 from revocation.order import Action, Mode, RevocationOrder, Status, Target, TargetKind
 from revocation.routing import STORE, Routing
 from revocation.sqltypes import UTCDateTime
@@ -50,6 +51,7 @@ from revocation.store import outbox
 from revocation.store.alerts import open_alerts
 from revocation.store.audit import append_audit_many, audit_row
 from revocation.store.keyset import newest_first
+from revocation.store.scope import family_ref, subject_filter, token_ref
 from revocation.tables import families, kill_switches, tokens
 from revocation.tables import orders as orders_table
 from revocation.tables import outbox as outbox_table
@@ -73,6 +75,10 @@ class OrderOutcome:
     families: int = 0
     tokens: int = 0
     error: str | None = None
+    #: what applying the order changed in the store, as adapters see it (the family it
+    #: revoked and that family's tokens, newest first) — handed to the in-process
+    #: dispatcher so it need not read it back; ``None`` when not known
+    scope: Scope | None = field(default=None, repr=False, compare=False)
 
 
 class OrderView(RevocationOrder):
@@ -547,14 +553,15 @@ def _statements(dialect: str) -> _Statements:
                 "revoke_reason": ins_family.excluded.revoke_reason,
             },
             where=fc.revoked_at.is_(None),
-        ).returning(literal(1)),
+        ).returning(*families.c),
         revoke_family_tokens=update(tokens)
         .where(
             tc.tenant == bindparam("p_tenant"),
             tc.family_id == bindparam("p_family"),
             tc.revoked_at.is_(None),
         )
-        .values(revoked_at=bindparam("p_now", type_=UTCDateTime())),
+        .values(revoked_at=bindparam("p_now", type_=UTCDateTime()))
+        .returning(tc.token_id, tc.family_id, tc.type, tc.issued_at, tc.revoked_at),
     )
 
 
@@ -574,12 +581,13 @@ def _apply_one(
     oc = outbox_table.c
     stmts = _statements(conn)
     affected: dict[str, int] = {}
+    changed: dict[str, Scope] = {}
     try:
         with conn.begin_nested():
             claimed = conn.execute(stmts.claim_store, {"p_id": store_id, "p_now": now}).rowcount
             if claimed:
                 effect_audit: list[dict[str, Any]] = []
-                affected = _effect(conn, order, now=now, audit=effect_audit)
+                affected = _effect(conn, order, now=now, audit=effect_audit, changed=changed)
                 params: dict[str, Any] = {"p_id": order.id, "p_now": now, "p_affected": affected}
                 if status is None:
                     conn.execute(stmts.executed, params)
@@ -634,6 +642,7 @@ def _apply_one(
             status=Status.DONE,
             families=affected["families"],
             tokens=affected["tokens"],
+            scope=changed.get(order.id),
         )
     # applied already (a redelivery, or someone else meanwhile): report what is stored
     row = conn.execute(select(orders_table).where(orders_table.c.id == order.id)).one()
@@ -642,26 +651,26 @@ def _apply_one(
 
 # -- effects: each a constant number of statements ---------------------------------------
 
-_SUBJECT_COLUMNS = {
-    TargetKind.USER: families.c.user,
-    TargetKind.AGENT: families.c.agent,
-    TargetKind.CLIENT: families.c.client_id,
-    TargetKind.SESSION: families.c.session_id,
-    TargetKind.DEVICE: families.c.device_id,
-}
-
 
 def _effect(
-    conn: Connection, order: RevocationOrder, *, now: datetime, audit: list[dict[str, Any]]
+    conn: Connection,
+    order: RevocationOrder,
+    *,
+    now: datetime,
+    audit: list[dict[str, Any]],
+    changed: dict[str, Scope] | None = None,
 ) -> dict[str, int]:
-    """Apply (enforce) or count (dry run) one order; return ``affected``."""
+    """Apply (enforce) or count (dry run) one order; return ``affected``. A revoked family
+    goes into ``changed`` (``_revoke_family``)."""
     enforce = order.mode == Mode.ENFORCE
     target = order.target
     if order.action == Action.REVOKE:
         if target.kind == TargetKind.FAMILY:
-            return _revoke_family(conn, order, target.value, now=now, enforce=enforce)
+            return _revoke_family(
+                conn, order, target.value, now=now, enforce=enforce, changed=changed
+            )
         if target.kind == TargetKind.TOKEN:
-            return _revoke_token(conn, order, now=now, enforce=enforce)
+            return _revoke_token(conn, order, now=now, enforce=enforce, changed=changed)
         return _revoke_subject(conn, order, now=now, enforce=enforce)
     if order.action == Action.KILL_SWITCH:
         covered = _covered(conn, target)
@@ -845,10 +854,17 @@ def _family_counts(conn: Connection, tenant: str, family_id: str) -> dict[str, i
 
 
 def _revoke_family(
-    conn: Connection, order: RevocationOrder, family_id: str, *, now: datetime, enforce: bool
+    conn: Connection,
+    order: RevocationOrder,
+    family_id: str,
+    *,
+    now: datetime,
+    enforce: bool,
+    changed: dict[str, Scope] | None = None,
 ) -> dict[str, int]:
     """Revoke a family and every token in it (RFC 9700 §4.14.2); two statements. A family
-    never seen is inserted revoked, so its tokens are revoked when they show up."""
+    never seen is inserted revoked, so its tokens are revoked when they show up. A family
+    this revokes goes into ``changed`` with its tokens (read back with ``RETURNING``)."""
     tenant = order.target.tenant
     if not enforce:
         return _family_counts(conn, tenant, family_id)
@@ -860,13 +876,26 @@ def _revoke_family(
         "p_order": order.id,
         "p_reason": order.reason,
     }
-    n_families = len(conn.execute(stmts.revoke_family, params).all())
-    n_tokens = conn.execute(stmts.revoke_family_tokens, params).rowcount
-    return {"families": n_families, "tokens": n_tokens}
+    fam_rows = conn.execute(stmts.revoke_family, params).all()
+    tok_rows = conn.execute(stmts.revoke_family_tokens, params).all()
+    if fam_rows and changed is not None:
+        # newly revoked, so none of its tokens was revoked before: these are all of them
+        toks = sorted(map(token_ref, tok_rows), key=_newest_first, reverse=True)
+        changed[order.id] = Scope(families=(family_ref(fam_rows[0]),), tokens=tuple(toks))
+    return {"families": len(fam_rows), "tokens": len(tok_rows)}
+
+
+def _newest_first(tok: TokenRef) -> tuple[datetime, str]:
+    return tok.issued_at, tok.token_id
 
 
 def _revoke_token(
-    conn: Connection, order: RevocationOrder, *, now: datetime, enforce: bool
+    conn: Connection,
+    order: RevocationOrder,
+    *,
+    now: datetime,
+    enforce: bool,
+    changed: dict[str, Scope] | None = None,
 ) -> dict[str, int]:
     """Revoke the token's family; a token with no known family is itself recorded revoked."""
     tenant, token_id = order.target.tenant, order.target.value
@@ -874,7 +903,7 @@ def _revoke_token(
         select(tokens.c.family_id).where(tokens.c.tenant == tenant, tokens.c.token_id == token_id)
     ).scalar_one_or_none()
     if family_id is not None:
-        return _revoke_family(conn, order, family_id, now=now, enforce=enforce)
+        return _revoke_family(conn, order, family_id, now=now, enforce=enforce, changed=changed)
     if not enforce:
         live = conn.execute(
             select(func.count())
@@ -900,25 +929,9 @@ def _revoke_token(
     return {"families": 0, "tokens": n_tokens}
 
 
-def _subject_filter(target: Target) -> ColumnElement[bool]:
-    """The families a subject/agent/client/session/tenant target names."""
-    cond = families.c.tenant == target.tenant
-    column = _SUBJECT_COLUMNS.get(target.kind)
-    if column is not None:
-        cond = cond & (column == target.value)
-    elif target.kind == TargetKind.FAMILY:
-        cond = cond & (families.c.family_id == target.value)
-    elif target.kind == TargetKind.TOKEN:
-        member = select(tokens.c.family_id).where(
-            tokens.c.tenant == target.tenant, tokens.c.token_id == target.value
-        )
-        cond = cond & families.c.family_id.in_(member)
-    return cond
-
-
 def _covered(conn: Connection, target: Target) -> dict[str, int]:
     """Unrevoked families the target names and their unrevoked tokens; one statement."""
-    named = _subject_filter(target)
+    named = subject_filter(target)
     live_families = (
         select(func.count()).select_from(families).where(named, families.c.revoked_at.is_(None))
     ).scalar_subquery()
@@ -942,7 +955,7 @@ def _revoke_subject(
     now; two statements. Unlike a kill switch this does not cover families seen later."""
     if not enforce:
         return _covered(conn, order.target)
-    named = _subject_filter(order.target)
+    named = subject_filter(order.target)
     n_families = conn.execute(
         update(families)
         .where(named, families.c.revoked_at.is_(None))

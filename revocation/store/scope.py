@@ -11,16 +11,40 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, select
+from sqlalchemy import ColumnElement, Connection, bindparam, select
 
 from revocation.delivery import FamilyRef, Scope, SwitchRef, TokenRef
-from revocation.order import Action, RevocationOrder, TargetKind
+from revocation.order import Action, RevocationOrder, Target, TargetKind
 from revocation.statements import per_dialect
-from revocation.store.orders import _subject_filter
 from revocation.tables import families, kill_switches, tokens
 
+_SUBJECT_COLUMNS = {
+    TargetKind.USER: families.c.user,
+    TargetKind.AGENT: families.c.agent,
+    TargetKind.CLIENT: families.c.client_id,
+    TargetKind.SESSION: families.c.session_id,
+    TargetKind.DEVICE: families.c.device_id,
+}
 
-def _family(row: Any) -> FamilyRef:
+
+def subject_filter(target: Target) -> ColumnElement[bool]:
+    """The families a subject/agent/client/session/tenant target names."""
+    cond = families.c.tenant == target.tenant
+    column = _SUBJECT_COLUMNS.get(target.kind)
+    if column is not None:
+        cond = cond & (column == target.value)
+    elif target.kind == TargetKind.FAMILY:
+        cond = cond & (families.c.family_id == target.value)
+    elif target.kind == TargetKind.TOKEN:
+        member = select(tokens.c.family_id).where(
+            tokens.c.tenant == target.tenant, tokens.c.token_id == target.value
+        )
+        cond = cond & families.c.family_id.in_(member)
+    return cond
+
+
+def family_ref(row: Any) -> FamilyRef:
+    """A ``families`` row (all its columns) as the adapters see it."""
     return FamilyRef(
         tenant=row.tenant,
         family_id=row.family_id,
@@ -35,7 +59,9 @@ def _family(row: Any) -> FamilyRef:
     )
 
 
-def _token(row: Any) -> TokenRef:
+def token_ref(row: Any) -> TokenRef:
+    """A ``tokens`` row (at least ``token_id``, ``family_id``, ``type``, ``issued_at``,
+    ``revoked_at``) as the adapters see it."""
     return TokenRef(
         token_id=row.token_id,
         family_id=row.family_id,
@@ -143,7 +169,7 @@ def scope_of(
             )
         ).first()
         if token_row is None or token_row.family_id is None:
-            found = (_token(token_row),) if token_row is not None else ()
+            found = (token_ref(token_row),) if token_row is not None else ()
             return Scope(tokens=found, switches=switches)
         params = {"p_tenant": target.tenant, "p_family": token_row.family_id}
         fam_rows = list(conn.execute(_statements(conn).family, params))
@@ -156,7 +182,7 @@ def scope_of(
         fam_rows = list(
             conn.execute(
                 select(families)
-                .where(_subject_filter(target))
+                .where(subject_filter(target))
                 .order_by(families.c.last_seen_at.desc(), families.c.family_id)
                 .limit(max_families + 1)
             )
@@ -170,8 +196,8 @@ def scope_of(
         token_rows = list(conn.execute(_statements(conn).tokens, params))
     truncated = truncated or len(token_rows) > max_tokens
     return Scope(
-        families=tuple(_family(f) for f in fam_rows),
-        tokens=tuple(_token(t) for t in token_rows[:max_tokens]),
+        families=tuple(family_ref(f) for f in fam_rows),
+        tokens=tuple(token_ref(t) for t in token_rows[:max_tokens]),
         switches=switches,
         truncated=truncated,
     )

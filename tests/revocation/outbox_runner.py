@@ -102,7 +102,7 @@ def record(args: argparse.Namespace, db: sa.Engine) -> None:
         routing=build_routing(settings(args)),
     )
     if args.crash_after_commit:
-        stages.on_orders = lambda handoff, orders: os.kill(os.getpid(), signal.SIGKILL)
+        stages.on_orders = lambda handoff, orders, scopes: os.kill(os.getpid(), signal.SIGKILL)
     events = replay_events()
     result = stages.process(events, now=datetime.now(UTC))
     print(orjson.dumps({"orders": [o.id for o in result.orders]}).decode(), flush=True)

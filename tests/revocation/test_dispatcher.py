@@ -246,7 +246,11 @@ def test_lease_expiry_redelivers_what_a_dead_dispatcher_held(engine: sa.Engine) 
     assert (row.state, row.attempts) == ("delivered", 2)
 
 
-def _preclaimed(engine: sa.Engine, clock: Clock, owner: str) -> tuple[str, list[Any]]:
+def _preclaimed(
+    engine: sa.Engine, clock: Clock, owner: str, *, cause: str = "refresh_reuse"
+) -> tuple[str, list[Any], store.OrderOutcome]:
+    """An order on fam-1 recorded and applied by the pipeline's transaction, its redis
+    entry claimed for ``owner``: (order id, the claimed entries, the store's outcome)."""
     from revocation.routing import Preclaim
     from revocation.txn import writing
 
@@ -257,22 +261,20 @@ def _preclaimed(engine: sa.Engine, clock: Clock, owner: str) -> tuple[str, list[
         backoff=r.backoff,
         preclaim=Preclaim(owner=owner, lease=timedelta(seconds=30)),
     )
-    o = order(TargetKind.FAMILY, "fam-1")
+    o = order(TargetKind.FAMILY, "fam-1", cause=cause)
     handoff: list[Any] = []
     with writing(engine) as conn:
-        store.record_and_apply(conn, orders=[o], now=clock.now, routing=r, handoff=handoff)
-    return o.id, handoff
+        _, (outcome,) = store.record_and_apply(
+            conn, orders=[o], now=clock.now, routing=r, handoff=handoff
+        )
+    return o.id, handoff, outcome
 
 
-def test_entries_the_pipeline_claimed_for_us_are_delivered_without_a_claim(
-    engine: sa.Engine,
-) -> None:
-    clock = Clock()
-    oid, handoff = _preclaimed(engine, clock, owner="test")
-    assert [(c.id, c.attempts) for c in handoff] == [(f"{oid}/redis", 1)]
-    row = entry(engine, f"{oid}/redis")
-    assert (row.state, row.claimed_by, row.attempts) == ("delivering", "test", 1)
-    assert status(engine, oid) == Status.EXECUTING  # the store applied in the same commit
+def _handed_over(
+    engine: sa.Engine, clock: Clock, handoff: list[Any], **kwargs: Any
+) -> ScriptedAdapter:
+    """Run a dispatcher, hand it ``handoff`` (with ``kwargs``), return its redis adapter
+    once that was called."""
     redis = ScriptedAdapter("redis")
     d = dispatcher(engine, clock, redis, poll_interval=30.0)
 
@@ -282,7 +284,7 @@ def test_entries_the_pipeline_claimed_for_us_are_delivered_without_a_claim(
         await asyncio.sleep(0)  # the loop is up
         # not claimable by a normal pass: the lease is ours
         assert (await d.run_once()).claimed == 0
-        d.hand_off(handoff)
+        d.hand_off(handoff, **kwargs)
         for _ in range(500):
             if redis.calls:
                 break
@@ -292,16 +294,63 @@ def test_entries_the_pipeline_claimed_for_us_are_delivered_without_a_claim(
         await asyncio.wait_for(task, timeout=5)
 
     asyncio.run(main())
+    return redis
+
+
+def test_entries_the_pipeline_claimed_for_us_are_delivered_without_a_claim(
+    engine: sa.Engine,
+) -> None:
+    clock = Clock()
+    oid, handoff, _ = _preclaimed(engine, clock, owner="test")
+    assert [(c.id, c.attempts) for c in handoff] == [(f"{oid}/redis", 1)]
+    row = entry(engine, f"{oid}/redis")
+    assert (row.state, row.claimed_by, row.attempts) == ("delivering", "test", 1)
+    assert status(engine, oid) == Status.EXECUTING  # the store applied in the same commit
+    redis = _handed_over(engine, clock, handoff)
     assert [c.attempt for c in redis.calls] == [1]
     assert entry(engine, f"{oid}/redis").state == "delivered"
     assert status(engine, oid) == Status.DONE
+
+
+def test_the_hand_off_carries_what_the_commit_revoked_as_scope_of_reads_it(
+    engine: sa.Engine,
+) -> None:
+    """The pipeline's transaction reads the family it revoked and its tokens back
+    (RETURNING); handed over, that is the delivery's scope — the same as ``scope_of``
+    would read after the commit, without the extra read."""
+    from revocation.store.scope import scope_of
+
+    clock = Clock()
+    with engine.begin() as conn:
+        store.record_tokens(conn, events=chain("fam-1", 3), now=clock.now)
+    oid, handoff, outcome = _preclaimed(engine, clock, owner="test")
+    assert outcome.scope is not None
+    with engine.connect() as conn:
+        view = store.get_order(conn, order_id=oid)
+        assert view is not None
+        assert outcome.scope == scope_of(conn, view)
+    assert [t.token_id for t in outcome.scope.tokens] == ["fam-1-t2", "fam-1-t1", "fam-1-t0"]
+    assert {t.revoked_at for t in outcome.scope.tokens} == {clock.now}
+    assert outcome.scope.families[0].revoked_by_order == oid
+
+    redis = _handed_over(engine, clock, handoff, scopes={oid: outcome.scope})
+    (delivery,) = redis.calls
+    assert delivery.scope is outcome.scope
+    assert entry(engine, f"{oid}/redis").state == "delivered"
+
+    # a family revoked already changes nothing: no scope to hand over, scope_of reads it
+    _, handoff2, again = _preclaimed(engine, clock, owner="test", cause="manual")
+    assert (again.families, again.tokens, again.scope) == (0, 0, None)
+    redis = _handed_over(engine, clock, handoff2, scopes={})
+    (delivery,) = redis.calls
+    assert [t.token_id for t in delivery.scope.tokens] == ["fam-1-t2", "fam-1-t1", "fam-1-t0"]
 
 
 def test_entries_claimed_for_a_dispatcher_that_died_are_delivered_after_the_lease(
     engine: sa.Engine,
 ) -> None:
     clock = Clock()
-    oid, _ = _preclaimed(engine, clock, owner="dead-process")
+    oid, _, _ = _preclaimed(engine, clock, owner="dead-process")
     redis = ScriptedAdapter("redis")
     d = dispatcher(engine, clock, redis)
     assert asyncio.run(d.run_once()).claimed == 0
