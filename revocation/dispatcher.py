@@ -167,7 +167,8 @@ class Dispatcher:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._inflight: set[asyncio.Task[PassReport]] = set()
         self._lock = threading.Lock()
-        self._unrecorded: list[_Attempt] = []
+        #: settled outcomes not written yet, with when (``monotonic``) they were queued
+        self._unrecorded: list[tuple[float, _Attempt]] = []
         self._flusher: asyncio.Task[None] | None = None
         for name in self.breakers:
             self.observer.breaker(name, BreakerState.CLOSED)
@@ -268,9 +269,8 @@ class Dispatcher:
                     )
                 else:
                     call = self.adapters[name].deliver(attempt.payload, now=self.clock())
-                attempt.result = dict(
-                    await asyncio.wait_for(call, timeout=self.settings.delivery_timeout)
-                )
+                async with asyncio.timeout(self.settings.delivery_timeout):  # no task of its own
+                    attempt.result = dict(await call)
             except PermanentDeliveryError as exc:
                 attempt.error, attempt.permanent = str(exc), True
                 attempt.retry_after = exc.retry_after
@@ -360,39 +360,57 @@ class Dispatcher:
     def _defer(self, attempts: Sequence[_Attempt]) -> None:
         """Queue settled outcomes for ``flush_into`` (the pipeline's next transaction) or,
         if none comes within ``record_delay``, this dispatcher's own transaction."""
+        queued = self.monotonic()
         with self._lock:
-            self._unrecorded.extend(attempts)
+            self._unrecorded.extend((queued, a) for a in attempts)
             start = self._flusher is None
         if start and self._loop is not None:
             self._flusher = self._loop.create_task(self._flush_later(), name="tw-record")
 
     async def _flush_later(self) -> None:
+        """Write the outcomes no pipeline transaction took within ``record_delay`` of being
+        queued — only those: a fresher one waits for the pipeline's next batch (writing it
+        here would hold the database's write lock just when that batch begins)."""
+        delay = self.settings.record_delay
         try:
-            await asyncio.sleep(self.settings.record_delay)
-            await asyncio.to_thread(self.flush)
+            while True:
+                with self._lock:
+                    if not self._unrecorded:
+                        break
+                    due = self._unrecorded[0][0] + delay - self.monotonic()
+                if due > 0:
+                    await asyncio.sleep(due)
+                else:
+                    await asyncio.to_thread(self.flush, self.monotonic() - delay)
         except asyncio.CancelledError:
             self._flusher = None
             raise
         except Exception:
             log.exception("recording deliveries failed; their leases will run out")
         self._flusher = None
-        if self._unrecorded and self._loop is not None:
-            self._flusher = self._loop.create_task(self._flush_later(), name="tw-record")
+
+    def _take(self, queued_by: float | None = None) -> list[_Attempt]:
+        """The queued outcomes (those queued by ``queued_by`` only, when given)."""
+        with self._lock:
+            cut = len(self._unrecorded)
+            if queued_by is not None:
+                cut = next((i for i, (q, _) in enumerate(self._unrecorded) if q > queued_by), cut)
+            taken, self._unrecorded = self._unrecorded[:cut], self._unrecorded[cut:]
+        return [a for _, a in taken]
 
     def flush_into(self, conn: Connection, audit: list[dict[str, Any]]) -> None:
         """Record the queued outcomes in the caller's transaction (the pipeline's, so the
         bookkeeping costs no commit of its own), their audit rows appended to ``audit``.
         If that transaction rolls back the outcomes are lost — the entries stay leased,
         and are delivered again once the lease runs out: at least once, still."""
-        with self._lock:
-            taken, self._unrecorded = self._unrecorded, []
+        taken = self._take()
         if taken:
             audit.extend(self.record_into(conn, taken))
 
-    def flush(self) -> None:
-        """Record the queued outcomes in a transaction of our own."""
-        with self._lock:
-            taken, self._unrecorded = self._unrecorded, []
+    def flush(self, queued_by: float | None = None) -> None:
+        """Record the queued outcomes (those queued by ``queued_by``, a ``monotonic``
+        time, when given) in a transaction of our own."""
+        taken = self._take(queued_by)
         if taken:
             self._record(taken)
 
@@ -411,7 +429,12 @@ class Dispatcher:
         if not attempts:
             return report
         gates = {name: asyncio.Semaphore(self.settings.concurrency) for name in self.breakers}
-        done = await asyncio.gather(*(self._attempt(a, gates[a.entry.adapter]) for a in attempts))
+        if len(attempts) == 1:  # the hand-off's usual case: no task to schedule first
+            done = [await self._attempt(attempts[0], gates[attempts[0].entry.adapter])]
+        else:
+            done = await asyncio.gather(
+                *(self._attempt(a, gates[a.entry.adapter]) for a in attempts)
+            )
         now = self.clock()
         self._settle(done, now)
         if self.settings.record_delay > 0 and self._loop is not None:

@@ -400,6 +400,50 @@ def test_outcomes_ride_on_the_pipelines_next_commit_or_are_written_after_a_delay
     asyncio.run(main())
 
 
+def test_the_dispatcher_writes_only_outcomes_no_pipeline_batch_took_in_time(
+    engine: sa.Engine,
+) -> None:
+    """Past ``record_delay`` the dispatcher writes an outcome itself — but only one that
+    old: a fresh one waits for the pipeline's next batch, whose write lock it would
+    otherwise take just as that batch begins."""
+    clock = Clock()
+    (first,) = setup(engine, clock, "redis")
+    redis = ScriptedAdapter("redis")
+    d = dispatcher(engine, clock, redis, record_delay=0.01, poll_interval=30.0)
+
+    async def until(what: Any) -> None:
+        for _ in range(500):
+            if what():
+                return
+            await asyncio.sleep(0.01)
+        raise AssertionError("timed out")
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        task = asyncio.create_task(d.run(stop))
+        await until(lambda: len(redis.calls) == 1)  # queued at t
+        clock.advance(0.006)
+        second = order(TargetKind.FAMILY, "fam-9")
+        store.execute_orders(engine, orders=[second], now=clock.now, routing=routing("redis"))
+        d.wake()
+        await until(lambda: len(redis.calls) == 2)  # queued at t + 0.006
+        await asyncio.sleep(0.05)
+        # neither waited record_delay by the monotonic clock: nothing written
+        assert entry(engine, f"{first}/redis").state == "delivering"
+        clock.advance(0.006)  # t + 0.012: the first is due, the second is not
+        await until(lambda: entry(engine, f"{first}/redis").state == "delivered")
+        await asyncio.sleep(0.05)
+        assert entry(engine, f"{second.id}/redis").state == "delivering"
+        clock.advance(0.01)
+        await until(lambda: entry(engine, f"{second.id}/redis").state == "delivered")
+        stop.set()
+        d.wake()
+        await asyncio.wait_for(task, timeout=5)
+
+    asyncio.run(main())
+    assert status(engine, first) == Status.DONE
+
+
 def test_queued_outcomes_are_written_when_the_dispatcher_stops(engine: sa.Engine) -> None:
     clock = Clock()
     (oid,) = setup(engine, clock, "redis")
