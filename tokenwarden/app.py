@@ -140,7 +140,8 @@ def create_app(
     app.add_exception_handler(ApiError, api_error_handler)
     app.add_exception_handler(RequestValidationError, validation_error_handler)
     app.add_exception_handler(StarletteHTTPException, http_error_handler)
-    app.include_router(check.router)  # first: the gateways' hot path matches at once
+    app.add_middleware(check.CheckFastPath)  # the gateways' hot path, answered first
+    app.include_router(check.router)  # and its route: errors, and the OpenAPI document
     app.include_router(health.router)
     app.include_router(keys.router)
     app.include_router(events.router)
