@@ -86,6 +86,9 @@ class BatchResult:
     #: ``time.perf_counter()`` when the detections were made and when the batch committed
     detected_at: float = 0.0
     committed_at: float = 0.0
+    #: (event id, error) of events the detectors raised on, left out of detection
+    #: (``Stages.detect(isolate=True)``)
+    failed: list[tuple[str, str]] = field(default_factory=list)
 
 
 class Stages:
@@ -121,10 +124,17 @@ class Stages:
         #: transaction (group commit: its outcomes cost no commit of their own)
         self.piggyback: Callable[[sa.Connection, list[dict[str, Any]]], None] | None = None
 
-    def detect(self, events: Sequence[AuditEvent], *, now: datetime) -> BatchResult:
-        """The pure part: engine and policy. Updates the in-memory state."""
+    def detect(
+        self, events: Sequence[AuditEvent], *, now: datetime, isolate: bool = False
+    ) -> BatchResult:
+        """The pure part: engine and policy. Updates the in-memory state. With ``isolate``
+        a detector that raises costs only the events it raises on (``_isolating``);
+        without, the exception propagates and the state may hold part of the batch."""
         started = time.perf_counter()
-        detections = self.engine.process(events, self.state, now)
+        if isolate:
+            detections, failed = self._isolating(events, now)
+        else:
+            detections, failed = self.engine.process(events, self.state, now), []
         orders = self.policy.decide(detections, now=now)
         changed, deleted = self.state.take_changes(hold=self._held())
         return BatchResult(
@@ -135,7 +145,39 @@ class Stages:
             deleted=deleted,
             seconds=time.perf_counter() - started,
             detected_at=time.perf_counter(),
+            failed=failed,
         )
+
+    def _isolating(
+        self, events: Sequence[AuditEvent], now: datetime
+    ) -> tuple[list[Detection], list[tuple[str, str]]]:
+        """The engine over the batch with the state's undo log on. If a detector raises,
+        the state is put back as the batch found it and the events go through one at a
+        time: an event the detectors raise on is left out of detection (its state changes
+        undone, its id and the error logged and returned) — its token facts are still
+        recorded, and the batch's other events are detected as usual."""
+        state = self.state
+        state.start_undo()
+        try:
+            try:
+                return self.engine.process(events, state, now), []
+            except Exception:
+                log.exception("detection failed; retrying the batch event by event")
+                state.undo()
+            detections: list[Detection] = []
+            failed: list[tuple[str, str]] = []
+            for event in events:
+                state.start_undo()  # what the events before it changed stands
+                try:
+                    detections += self.engine.process([event], state, now)
+                except Exception as exc:
+                    state.undo()
+                    error = f"{type(exc).__name__}: {exc}"[:500]
+                    failed.append((event.id, error))
+                    log.error("detection failed on an event", event_id=event.id, error=error)
+            return detections, failed
+        finally:
+            state.stop_undo()
 
     def persist(self, result: BatchResult, *, now: datetime) -> BatchResult:
         """The I/O part: one transaction records everything the batch learned and decided
@@ -204,7 +246,7 @@ class Stages:
         return len(changed) + len(deleted)
 
     def process(self, events: Sequence[AuditEvent], *, now: datetime) -> BatchResult:
-        return self.persist(self.detect(events, now=now), now=now)
+        return self.persist(self.detect(events, now=now, isolate=True), now=now)
 
     def retry_pending(self, *, now: datetime) -> list[OrderOutcome]:
         """Apply to the store the orders committed but not applied (crash, outage) — the
@@ -263,6 +305,8 @@ class EmbeddedPipeline:
         self.processed_events = 0
         self.processed_batches = 0
         self.failed_batches = 0
+        #: events the detectors raised on, left out of detection (``Stages.detect``)
+        self.failed_events = 0
         self.store_retries = 0
         #: told of every processed batch on the event loop (the admin API's recent events)
         self.on_batch: Callable[[BatchResult], None] | None = None
@@ -332,9 +376,9 @@ class EmbeddedPipeline:
             try:
                 now = self.clock()
                 result, failed = await asyncio.to_thread(self._work, events, extras, now)
-            except Exception as exc:  # a detector bug must not kill the worker
+            except Exception as exc:  # a bug past the detectors (the policy) must not kill it
                 self.failed_batches += 1
-                log.exception("detection failed; batch skipped", events=len(events))
+                log.exception("batch failed; skipped", events=len(events))
                 for item in items:
                     if not item.done.done():
                         item.done.set_exception(exc)
@@ -347,6 +391,7 @@ class EmbeddedPipeline:
                 await self._persist(result, now)
             self.processed_events += len(events)
             self.processed_batches += 1
+            self.failed_events += len(result.failed)
             if self.on_batch is not None:
                 try:
                     self.on_batch(result)
@@ -387,7 +432,7 @@ class EmbeddedPipeline:
         """Detect and make the first attempt to persist, in one worker-thread hop (the
         latency from detection to revoked is mostly hops and commits). Detection errors
         propagate; a persist error is returned for ``_persist`` to retry."""
-        result = self.stages.detect(events, now=now)
+        result = self.stages.detect(events, now=now, isolate=True)
         result.extras = extras
         try:
             self.stages.persist(result, now=now)

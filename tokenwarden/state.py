@@ -3,12 +3,31 @@
 Detectors write into it during a batch; after the batch the pipeline saves only the keys
 that changed (one statement per batch) so a restart reloads the baselines. Keys under a
 held prefix (the usage baselines) may be left pending for a later, larger save.
+
+A batch whose detectors raise must leave the state as it found it (the detectors change
+records in place, ``detectors.base``): between ``start_undo`` and ``stop_undo`` the first
+touch of each key keeps a copy of it, and ``undo`` puts those back.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, MutableMapping
 from typing import Any
+
+import orjson
+
+_MISSING: Any = object()
+#: state as the store keeps it (``revocation.store.records``): JSON, non-string keys allowed
+_JSON = orjson.OPT_NON_STR_KEYS
+
+
+def copied(value: Any) -> Any:
+    """A deep copy of JSON-shaped state (lists, dicts, scalars)."""
+    if isinstance(value, list):
+        return [copied(v) for v in value]
+    if isinstance(value, dict):
+        return {k: copied(v) for k, v in value.items()}
+    return value
 
 
 class TrackedState(MutableMapping[str, Any]):
@@ -18,26 +37,83 @@ class TrackedState(MutableMapping[str, Any]):
         self._data: dict[str, Any] = dict(initial or {})
         self._changed: set[str] = set()
         self._deleted: set[str] = set()
+        #: while recording (``start_undo``): key -> (its value, changed?, deleted?) as
+        #: first touched
+        self._undo: dict[str, tuple[Any, bool, bool]] | None = None
+
+    def _remember(self, key: str) -> None:
+        assert self._undo is not None
+        value = self._data.get(key, _MISSING)
+        self._undo[key] = (
+            value if value is _MISSING else orjson.dumps(value, option=_JSON),
+            key in self._changed,
+            key in self._deleted,
+        )
 
     def __getitem__(self, key: str) -> Any:
+        undo = self._undo
+        if undo is not None and key not in undo:
+            self._remember(key)
         return self._data[key]
 
     def get(self, key: str, default: Any = None) -> Any:
         # the detectors' hot path: dict.get, not the ABC's try/except over __getitem__
+        undo = self._undo
+        if undo is not None and key not in undo:
+            self._remember(key)
         return self._data.get(key, default)
 
     def __contains__(self, key: object) -> bool:
         return key in self._data
 
     def __setitem__(self, key: str, value: Any) -> None:
+        undo = self._undo
+        if undo is not None and key not in undo:
+            self._remember(key)
         self._data[key] = value
         self._changed.add(key)
         self._deleted.discard(key)
 
     def __delitem__(self, key: str) -> None:
+        undo = self._undo
+        if undo is not None and key not in undo:
+            self._remember(key)
         del self._data[key]
         self._changed.discard(key)
         self._deleted.add(key)
+
+    # -- undoing a failed batch ----------------------------------------------------------
+
+    def start_undo(self) -> None:
+        """Record from now on what the detectors touch, so ``undo`` can put it back (a
+        call while recording starts afresh: what was changed so far is kept)."""
+        self._undo = {}
+
+    def undo(self) -> None:
+        """Put back every key touched since ``start_undo`` (or the last ``undo``) as it
+        was, pending changes included; keep recording."""
+        undo = self._undo
+        if undo is None:
+            raise RuntimeError("undo without start_undo")
+        data, changed, deleted = self._data, self._changed, self._deleted
+        for key, (value, was_changed, was_deleted) in undo.items():
+            if value is _MISSING:
+                data.pop(key, None)
+            else:
+                data[key] = orjson.loads(value)
+            if was_changed:
+                changed.add(key)
+            else:
+                changed.discard(key)
+            if was_deleted:
+                deleted.add(key)
+            else:
+                deleted.discard(key)
+        self._undo = {}
+
+    def stop_undo(self) -> None:
+        """Stop recording; the changes stand."""
+        self._undo = None
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._data)
