@@ -86,9 +86,9 @@ class BatchResult:
     #: ``time.perf_counter()`` when the detections were made and when the batch committed
     detected_at: float = 0.0
     committed_at: float = 0.0
-    #: (event id, error) of events the detectors raised on, left out of detection
-    #: (``Stages.detect(isolate=True)``)
-    failed: list[tuple[str, str]] = field(default_factory=list)
+    #: (position in ``events``, error) of the events the detectors raised on, left out
+    #: of detection (``Stages.detect(isolate=True)``)
+    failed: list[tuple[int, str]] = field(default_factory=list)
 
 
 class Stages:
@@ -150,12 +150,12 @@ class Stages:
 
     def _isolating(
         self, events: Sequence[AuditEvent], now: datetime
-    ) -> tuple[list[Detection], list[tuple[str, str]]]:
+    ) -> tuple[list[Detection], list[tuple[int, str]]]:
         """The engine over the batch with the state's undo log on. If a detector raises,
         the state is put back as the batch found it and the events go through one at a
         time: an event the detectors raise on is left out of detection (its state changes
-        undone, its id and the error logged and returned) — its token facts are still
-        recorded, and the batch's other events are detected as usual."""
+        undone, its position and the error returned, its id logged) — its token facts are
+        still recorded, and the batch's other events are detected as usual."""
         state = self.state
         state.start_undo()
         try:
@@ -165,15 +165,15 @@ class Stages:
                 log.exception("detection failed; retrying the batch event by event")
                 state.undo()
             detections: list[Detection] = []
-            failed: list[tuple[str, str]] = []
-            for event in events:
+            failed: list[tuple[int, str]] = []
+            for position, event in enumerate(events):
                 state.start_undo()  # what the events before it changed stands
                 try:
                     detections += self.engine.process([event], state, now)
                 except Exception as exc:
                     state.undo()
                     error = f"{type(exc).__name__}: {exc}"[:500]
-                    failed.append((event.id, error))
+                    failed.append((position, error))
                     log.error("detection failed on an event", event_id=event.id, error=error)
             return detections, failed
         finally:

@@ -131,7 +131,7 @@ def test_a_detector_raising_on_one_event_costs_only_that_event(
 
     monkeypatch.setattr(VolumeDetector, "observe_batch", failing)
     state, (result, token_ids), failed = _run(tmp_path / "tw.db", [warm, batch])
-    assert [(i, e) for i, e in result.failed] == [
+    assert [(result.events[i].id, e) for i, e in result.failed] == [
         ("bad", "ValueError: volume cannot read this event")
     ]
     assert failed == 1

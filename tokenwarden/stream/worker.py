@@ -735,7 +735,8 @@ class StreamWorker:
     ) -> BatchResult:
         """``Stages.detect`` per partition on its state; the partitions' results merged
         into one ``BatchResult`` for one ``persist``. A partition whose detection raises
-        is retried event by event; the events that fail are dead-lettered."""
+        is retried event by event (``Stages.detect(isolate=True)``, undone with the
+        partition state's checkpoints); the events that fail are dead-lettered."""
         by_partition: dict[int, list[_Message]] = {}
         for m in messages:
             by_partition.setdefault(m.source.partition, []).append(m)
@@ -750,13 +751,10 @@ class StreamWorker:
                 stage.upgraded.add(partition)
             self._maybe_sweep(stage, state, now)
             events = [e for m in msgs for e in m.events]
-            checkpoint = state.checkpoint()
-            try:
-                result = stages.detect(events, now=now)
-            except Exception:
-                log.exception("detection failed; retrying event by event", partition=partition)
-                state.rollback(checkpoint)
-                result = self._detect_one_by_one(stages, state, msgs, now, batch)
+            # a detector that raises costs only the events it raised on: they go to the DLQ
+            result = stages.detect(events, now=now, isolate=True)
+            if result.failed:
+                self._dead_letter_failed(msgs, result.failed, batch)
             merged.detections += result.detections
             merged.orders += result.orders
             batch.changes[partition] = (result.changed, result.deleted)
@@ -768,41 +766,23 @@ class StreamWorker:
         merged.orders.sort(key=lambda o: (o.target.tenant, o.target.value))
         return merged
 
-    def _detect_one_by_one(
-        self,
-        stages: Stages,
-        state: PartitionState,
-        msgs: list[_Message],
-        now: datetime,
-        batch: _Batch,
-    ) -> BatchResult:
-        out = BatchResult(events=[])
-        changed: dict[str, Any] = {}
-        deleted: set[str] = set()
+    @staticmethod
+    def _dead_letter_failed(
+        msgs: list[_Message], failed: list[tuple[int, str]], batch: _Batch
+    ) -> None:
+        """The events detection left out (``BatchResult.failed``: positions in the
+        partition's events), to the DLQ under their messages' offsets."""
+        where = [(m, index) for m in msgs for index in range(len(m.events))]
+        bad: dict[int, list[Bad]] = {}
+        for position, error in failed:
+            m, index = where[position]
+            event = m.events[index]
+            bad.setdefault(id(m), []).append(
+                (index, f"detection failed: {error}", event.model_dump())
+            )
         for m in msgs:
-            failed: list[Bad] = []
-            for index, e in enumerate(m.events):
-                checkpoint = state.checkpoint()
-                try:
-                    one = stages.detect([e], now=now)
-                except Exception as exc:
-                    state.rollback(checkpoint)
-                    failed.append(
-                        (index, f"detection failed: {type(exc).__name__}: {exc}", e.model_dump())
-                    )
-                    continue
-                out.detections += one.detections
-                out.orders += one.orders
-                for k in one.deleted:
-                    changed.pop(k, None)
-                    deleted.add(k)
-                for k, v in one.changed.items():
-                    changed[k] = v
-                    deleted.discard(k)
-            if failed:
-                batch.dead.append((m.source, failed))
-        out.changed, out.deleted = changed, deleted
-        return out
+            if id(m) in bad:
+                batch.dead.append((m.source, bad[id(m)]))
 
     def _maybe_sweep(self, stage: _Stage, state: PartitionState, now: datetime) -> None:
         """Expire idle state of this partition, at most every ``sweep_interval_seconds``;
