@@ -21,15 +21,6 @@ _MISSING: Any = object()
 _JSON = orjson.OPT_NON_STR_KEYS
 
 
-def copied(value: Any) -> Any:
-    """A deep copy of JSON-shaped state (lists, dicts, scalars)."""
-    if isinstance(value, list):
-        return [copied(v) for v in value]
-    if isinstance(value, dict):
-        return {k: copied(v) for k, v in value.items()}
-    return value
-
-
 class TrackedState(MutableMapping[str, Any]):
     """A dict that records the keys written and deleted since the last ``take_changes``."""
 

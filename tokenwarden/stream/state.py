@@ -32,11 +32,20 @@ import zlib
 from collections.abc import Iterator, Mapping, MutableMapping
 from typing import Any
 
-from tokenwarden.state import TrackedState, copied
+from tokenwarden.state import TrackedState
 
 WATERMARK = "@applied"
 _BUCKET = "#"
 _MISSING: Any = object()
+
+
+def _copied(value: Any) -> Any:
+    """A deep copy of JSON-shaped state (lists, dicts, scalars)."""
+    if isinstance(value, list):
+        return [_copied(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _copied(v) for k, v in value.items()}
+    return value
 
 
 def bucket_of(key: str, buckets: int) -> int:
@@ -76,7 +85,7 @@ class PartitionState(TrackedState):
         """The stored value of ``key`` as a copy the detectors may change (class doc)."""
         value = self._stored(key)
         if isinstance(value, list | dict):
-            value = self._data[key] = copied(value)
+            value = self._data[key] = _copied(value)
         return value
 
     def __getitem__(self, key: str) -> Any:
@@ -142,12 +151,12 @@ class PartitionState(TrackedState):
     def checkpoint(self) -> tuple[dict[str, Any], set[str], set[str]]:
         """A copy of the pending changes, to ``rollback`` to if a detector raises (values
         only read are left out: the store still has them as they were)."""
-        data = {k: copied(v) for k, v in self._data.items() if k in self._changed}
+        data = {k: _copied(v) for k, v in self._data.items() if k in self._changed}
         return data, set(self._changed), set(self._deleted)
 
     def rollback(self, checkpoint: tuple[dict[str, Any], set[str], set[str]]) -> None:
         data, changed, deleted = checkpoint
-        self._data = {k: copied(v) for k, v in data.items()}  # the checkpoint stays intact
+        self._data = {k: _copied(v) for k, v in data.items()}  # the checkpoint stays intact
         self._changed, self._deleted = set(changed), set(deleted)
 
     # ``TrackedState``'s undo, by checkpoint: reads here are copies already
