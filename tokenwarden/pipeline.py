@@ -87,7 +87,7 @@ class BatchResult:
     detected_at: float = 0.0
     committed_at: float = 0.0
     #: (position in ``events``, error) of the events the detectors raised on, left out
-    #: of detection (``Stages.detect(isolate=True)``)
+    #: of detection (``Stages.detect``)
     failed: list[tuple[int, str]] = field(default_factory=list)
 
 
@@ -124,17 +124,11 @@ class Stages:
         #: transaction (group commit: its outcomes cost no commit of their own)
         self.piggyback: Callable[[sa.Connection, list[dict[str, Any]]], None] | None = None
 
-    def detect(
-        self, events: Sequence[AuditEvent], *, now: datetime, isolate: bool = False
-    ) -> BatchResult:
-        """The pure part: engine and policy. Updates the in-memory state. With ``isolate``
-        a detector that raises costs only the events it raises on (``_isolating``);
-        without, the exception propagates and the state may hold part of the batch."""
+    def detect(self, events: Sequence[AuditEvent], *, now: datetime) -> BatchResult:
+        """The pure part: engine and policy. Updates the in-memory state; a detector that
+        raises costs only the events it raises on (``_isolating``)."""
         started = time.perf_counter()
-        if isolate:
-            detections, failed = self._isolating(events, now)
-        else:
-            detections, failed = self.engine.process(events, self.state, now), []
+        detections, failed = self._isolating(events, now)
         orders = self.policy.decide(detections, now=now)
         changed, deleted = self.state.take_changes(hold=self._held())
         return BatchResult(
@@ -246,7 +240,7 @@ class Stages:
         return len(changed) + len(deleted)
 
     def process(self, events: Sequence[AuditEvent], *, now: datetime) -> BatchResult:
-        return self.persist(self.detect(events, now=now, isolate=True), now=now)
+        return self.persist(self.detect(events, now=now), now=now)
 
     def retry_pending(self, *, now: datetime) -> list[OrderOutcome]:
         """Apply to the store the orders committed but not applied (crash, outage) — the
@@ -432,7 +426,7 @@ class EmbeddedPipeline:
         """Detect and make the first attempt to persist, in one worker-thread hop (the
         latency from detection to revoked is mostly hops and commits). Detection errors
         propagate; a persist error is returned for ``_persist`` to retry."""
-        result = self.stages.detect(events, now=now, isolate=True)
+        result = self.stages.detect(events, now=now)
         result.extras = extras
         try:
             self.stages.persist(result, now=now)

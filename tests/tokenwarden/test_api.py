@@ -206,9 +206,9 @@ def test_full_queue_answers_429_with_retry_after(tmp_path: Path) -> None:
         gate = threading.Event()
         real_detect = pipeline.stages.detect
 
-        def slow_detect(events: Any, *, now: Any, isolate: bool = False) -> Any:
+        def slow_detect(events: Any, *, now: Any) -> Any:
             gate.wait(10)
-            return real_detect(events, now=now, isolate=isolate)
+            return real_detect(events, now=now)
 
         pipeline.stages.detect = slow_detect
         try:

@@ -735,7 +735,7 @@ class StreamWorker:
     ) -> BatchResult:
         """``Stages.detect`` per partition on its state; the partitions' results merged
         into one ``BatchResult`` for one ``persist``. A partition whose detection raises
-        is retried event by event (``Stages.detect(isolate=True)``, undone with the
+        is retried event by event (``Stages.detect``, undone with the
         partition state's checkpoints); the events that fail are dead-lettered."""
         by_partition: dict[int, list[_Message]] = {}
         for m in messages:
@@ -752,7 +752,7 @@ class StreamWorker:
             self._maybe_sweep(stage, state, now)
             events = [e for m in msgs for e in m.events]
             # a detector that raises costs only the events it raised on: they go to the DLQ
-            result = stages.detect(events, now=now, isolate=True)
+            result = stages.detect(events, now=now)
             if result.failed:
                 self._dead_letter_failed(msgs, result.failed, batch)
             merged.detections += result.detections
