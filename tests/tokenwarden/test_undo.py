@@ -6,24 +6,20 @@ from __future__ import annotations
 import asyncio
 import copy
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
 
-from detectors.features import Observation
-from detectors.volume import VolumeDetector
 from ingest import AuditEvent
 from revocation.tables import tokens
+from tests.detector_faults import ERROR, events, volume_fails_on_bad
 from tokenwarden.pipeline import EmbeddedPipeline
 from tokenwarden.services import build_services
 from tokenwarden.settings import Settings
 from tokenwarden.state import TrackedState
 from tokenwarden.stream.state import PartitionState
-
-T0 = datetime(2026, 11, 23, 9, 0, tzinfo=UTC).timestamp()
 
 
 def test_undo_puts_back_what_was_changed_in_place_set_and_deleted() -> None:
@@ -70,25 +66,6 @@ def test_partition_state_undoes_by_checkpoint() -> None:
         s.undo()
 
 
-def _events(n: int, bad: int | None = None) -> list[AuditEvent]:
-    return [
-        AuditEvent.model_validate(
-            {
-                "id": "bad" if i == bad else f"e{i}",
-                "time": T0 + i,
-                "tenant": "acme",
-                "action": "token.used",
-                "user": f"user-{i % 3}",
-                "agent": "crm",
-                "audience": "https://api.crm.example",
-                "scopes": ["crm:read"],
-                "token": {"id": f"at-{i}", "family_id": f"fam-{i % 3}", "type": "access_token"},
-            }
-        )
-        for i in range(n)
-    ]
-
-
 def _run(db: Path, batches: Sequence[list[AuditEvent]]) -> tuple[dict[str, Any], Any, int]:
     """The batches through a fresh embedded runner: (its state, the last result, how many
     events failed)."""
@@ -114,26 +91,14 @@ def _run(db: Path, batches: Sequence[list[AuditEvent]]) -> tuple[dict[str, Any],
 def test_a_detector_raising_on_one_event_costs_only_that_event(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    warm, batch = _events(30), _events(60, bad=40)[30:]
+    warm, batch = events(30), events(60, bad=40)[30:]
     clean = [e for e in batch if e.id != "bad"]
     # the reference: the same traffic with the bad event never sent
     expected, _, _ = _run(tmp_path / "ref.db", [warm, clean])
 
-    original = VolumeDetector.observe_batch
-
-    def failing(self: VolumeDetector, observations: Sequence[Observation], state: Any) -> None:
-        # the events before the bad one are applied, in place, before it raises
-        for i, obs in enumerate(observations):
-            if obs.event.id == "bad":
-                original(self, observations[:i], state)
-                raise ValueError("volume cannot read this event")
-        original(self, observations, state)
-
-    monkeypatch.setattr(VolumeDetector, "observe_batch", failing)
+    volume_fails_on_bad(monkeypatch)
     state, (result, token_ids), failed = _run(tmp_path / "tw.db", [warm, batch])
-    assert [(result.events[i].id, e) for i, e in result.failed] == [
-        ("bad", "ValueError: volume cannot read this event")
-    ]
+    assert [(result.events[i].id, e) for i, e in result.failed] == [("bad", ERROR)]
     assert failed == 1
     # the other events were detected exactly once: the same state as without the bad one
     assert state == expected
