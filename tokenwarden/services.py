@@ -33,6 +33,9 @@ class Services:
     limits: Limits
     formats: Mapping[str, Normalizer]
     rejected: RejectedLog
+    #: the policy row (``PUT /v1/policy``) that ``stages.policy`` was built from; ``None``:
+    #: the configured ``[policy]`` (``refresh_policy``)
+    policy_source: StoredPolicy | None = None
 
 
 def hash_key(settings: Settings, db: sa.Engine) -> bytes:
@@ -48,6 +51,19 @@ def active_policy(settings: Settings, stored: StoredPolicy | None) -> Policy:
     if stored is not None:
         return Policy.from_config(stored.rules, stored.modes)
     return Policy.from_config(settings.policy.rules, settings.policy.modes)
+
+
+def refresh_policy(services: Services) -> Policy | None:
+    """The policy to apply when the one stored with ``PUT /v1/policy`` changed since
+    ``services.policy_source`` (another process took the PUT: a Kafka worker's stages are
+    built once at start); ``None`` when it did not. A stored policy that no longer
+    validates raises ``PolicyError`` once and is not tried again until it changes."""
+    with services.db.connect() as conn:
+        stored = get_policy_config(conn)
+    if stored == services.policy_source:
+        return None
+    services.policy_source = stored
+    return active_policy(services.settings, stored)
 
 
 def build_services(
@@ -84,4 +100,5 @@ def build_services(
         limits=Limits(max_bytes=settings.max_batch_bytes, max_events=settings.max_batch_events),
         formats=build_formats(settings.ingest),
         rejected=RejectedLog(settings.ingest.rejected_keep, hasher),
+        policy_source=stored,
     )

@@ -221,3 +221,31 @@ def test_a_configured_ingest_topic(
     wait_until(lambda: "fam-g" in orders(db), 60, "the family revoked")
     time.sleep(0.5)
     assert set(orders(db)) == {"fam-g"}
+
+
+def test_a_running_worker_applies_a_policy_put_through_the_api(
+    kafka: KafkaSettings, db_url: str, db: sa.Engine, start_workers: StartWorkers
+) -> None:
+    """``PUT /v1/policy`` on the API (``serve --broker``) reaches workers already running
+    within ``kafka.policy_refresh_seconds``: with the refresh-reuse rule switched to dry
+    run, the next replay is recorded as what it would have done and revokes nothing."""
+    (worker,) = start_workers(kafka, 1, TOKENWARDEN_KAFKA__POLICY_REFRESH_SECONDS="0.2")
+    settings = Settings(database_url=db_url, hash_key=HASH_KEY, kafka=kafka)
+    app = create_app(settings)
+    with running(app) as base:
+        headers = bearer(mint_key(app))
+        r = httpx.put(
+            f"{base}/v1/policy/rules/refresh-reuse-revokes-family/mode",
+            json={"mode": "dry_run"},
+            headers=headers,
+        )
+        assert r.status_code == 200, r.text
+        wait_until(lambda: "policy applied" in worker.text(), 30, "the worker's new policy")
+        r = httpx.post(f"{base}/v1/events", json=_reuse_story("acme", "fam-p"), headers=headers)
+        assert r.status_code == 202, r.text
+    wait_until(lambda: "fam-p" in orders(db), 60, "the dry-run order")
+    order = orders(db)["fam-p"]
+    assert (order.rule, order.mode) == ("refresh-reuse-revokes-family", "dry_run")
+    with db.connect() as conn:
+        family = store.get_family(conn, tenant="acme", family_id="fam-p")
+    assert family is not None and family.revoked_at is None

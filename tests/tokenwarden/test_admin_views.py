@@ -12,10 +12,13 @@ import sqlalchemy as sa
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
+from revocation import PolicyError
+from revocation.order import Mode
 from tests.credentials import authorize, bearer
 from tests.tokenwarden.auth_fixtures import sqlite_url
 from tokenwarden.app import create_app
 from tokenwarden.cli import app as cli
+from tokenwarden.services import build_services, refresh_policy
 from tokenwarden.settings import Settings
 
 
@@ -162,6 +165,34 @@ def test_a_stored_policy_outlives_a_restart(tmp_path: Path) -> None:
         authorize(c)
         rules = {r["name"]: r for r in c.get("/v1/policy").json()["rules"]}
         assert rules[name]["mode"] == "dry_run"
+
+
+def test_a_process_that_did_not_take_the_put_follows_the_stored_policy(tmp_path: Path) -> None:
+    """What a Kafka worker does every ``kafka.policy_refresh_seconds``: ``refresh_policy``
+    hands over the stored policy once after it changed, and nothing while it stays."""
+    settings = Settings(database_url=sqlite_url(tmp_path))
+    name = "refresh-reuse-revokes-family"
+    with TestClient(create_app(settings)) as c:
+        authorize(c)
+        worker = build_services(settings)  # started before the PUT: the configured policy
+        assert refresh_policy(worker) is None
+        c.put(f"/v1/policy/rules/{name}/mode", json={"mode": "dry_run"})
+        policy = refresh_policy(worker)
+        assert policy is not None
+        assert {r.name: r.mode for r in policy.rules}[name] == Mode.DRY_RUN
+        assert refresh_policy(worker) is None  # unchanged since
+        # a stored policy that no longer validates is refused once, the current one stays
+        with worker.db.begin() as conn:
+            conn.execute(sa.text("UPDATE policy_config SET rules = :r"), {"r": '[{"name": 1}]'})
+        with pytest.raises(PolicyError):
+            refresh_policy(worker)
+        assert refresh_policy(worker) is None
+        r = c.put("/v1/policy", json={"rules": None, "modes": {}})  # the defaults
+        assert r.status_code == 200, r.text
+        policy = refresh_policy(worker)
+        assert policy is not None
+        assert {r.name: r.mode for r in policy.rules}[name] == Mode.ENFORCE
+        worker.db.dispose()
 
 
 def test_policy_needs_an_admin_of_every_tenant(client: TestClient) -> None:

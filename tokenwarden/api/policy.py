@@ -6,7 +6,8 @@ dry-run orders ("would have revoked N families"), ``did`` for the enforced ones 
 caller's tenant(s) and ``since`` (default: everything). ``PUT`` validates with
 ``revocation.Policy.from_config`` (a bad rule is 422 naming it), stores the policy
 (``policy_config``, audited) so it outlives a restart, and applies it to the running
-pipeline from its next batch. Kafka workers read it when they start.
+pipeline from its next batch; Kafka workers apply it within
+``kafka.policy_refresh_seconds`` (``tokenwarden.services.refresh_policy``).
 """
 
 from __future__ import annotations
@@ -110,8 +111,11 @@ def _apply(
     except (PolicyError, TypeError, ValueError) as exc:
         raise ApiError(422, "invalid_policy", str(exc)) from None
     with writing(services.db) as conn:
-        save_policy_config(conn, rules=rules, modes=modes, actor=actor, now=datetime.now(UTC))
+        stored = save_policy_config(
+            conn, rules=rules, modes=modes, actor=actor, now=datetime.now(UTC)
+        )
     services.stages.policy = policy
+    services.policy_source = stored
 
 
 @router.put("/policy")

@@ -68,9 +68,10 @@ import structlog
 
 from detectors import Engine, upgrade_state
 from ingest import AuditEvent, IngestError, Limits, UnknownFormat, decode
+from revocation import PolicyError
 from tokenwarden.formats import normalize
 from tokenwarden.pipeline import BatchResult, Stages
-from tokenwarden.services import Services, build_services
+from tokenwarden.services import Services, build_services, refresh_policy
 from tokenwarden.settings import Settings
 from tokenwarden.state import TrackedState
 from tokenwarden.stream import codec
@@ -339,6 +340,7 @@ class StreamWorker:
         app.task(self._revocation_task)
         app.timer(60.0)(self._log_stats)
         app.timer(1.0)(self._catch_up)
+        app.timer(kafka.policy_refresh_seconds)(self._refresh_policy)
         app.on_before_shutdown.connect(self._on_shutdown)
         app.on_partitions_assigned.connect(self._on_assigned)
 
@@ -986,6 +988,29 @@ class StreamWorker:
             dropped = drop_partitions(stage.table.data, keep)
             if dropped:
                 log.info("dropped state of moved partitions", stage=stage.name, keys=dropped)
+
+    async def _refresh_policy(self) -> None:
+        """Apply a policy stored with ``PUT /v1/policy`` since the last look to both
+        stages, from their next take (the API that took the PUT runs no stage here). A
+        store fault or a stored policy that no longer validates keeps the current one."""
+        try:
+            policy = await asyncio.to_thread(refresh_policy, self.services)
+        except PolicyError as exc:
+            log.error("stored policy refused; the current one stays", error=str(exc))
+            return
+        except Exception as exc:
+            log.warning("policy refresh failed; the current one stays", error=repr(exc))
+            return
+        if policy is None:
+            return
+        self.entity.stages.policy = self.family.stages.policy = policy
+        source = self.services.policy_source
+        log.info(
+            "policy applied",
+            rules=len(policy.rules),
+            updated_by=source.updated_by if source else None,
+            updated_at=source.updated_at.isoformat() if source else None,
+        )
 
     async def _log_stats(self) -> None:
         log.info("worker stats", **self.stats.as_dict())
