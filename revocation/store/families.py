@@ -10,12 +10,27 @@ members.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
+import orjson
 from pydantic import BaseModel, ConfigDict
-from sqlalchemy import Connection, and_, bindparam, case, func, or_, select, tuple_
+from sqlalchemy import (
+    JSON,
+    Connection,
+    Table,
+    Text,
+    and_,
+    bindparam,
+    case,
+    cast,
+    column,
+    func,
+    or_,
+    select,
+    tuple_,
+)
 
 from ingest.event import AuditEvent
 from revocation.sqltypes import UTCDateTime
@@ -159,24 +174,26 @@ def _facts(
             row = toks.get((ev.tenant, token_id))
             if row is None:
                 toks[(ev.tenant, token_id)] = {
-                    "p_tenant": ev.tenant,
-                    "p_token_id": token_id,
-                    "p_family_id": family_id,
-                    "p_parent_id": parent_id,
-                    "p_type": type_,
-                    "p_issued_at": ev.time,
+                    "tenant": ev.tenant,
+                    "token_id": token_id,
+                    "family_id": family_id,
+                    "parent_id": parent_id,
+                    "type": type_,
+                    "issued_at": ev.time,
                 }
                 continue
             # out-of-order delivery: a child seen as a parent first learns its parent later
-            row["p_parent_id"] = row["p_parent_id"] or parent_id
-            row["p_type"] = row["p_type"] or type_
-            row["p_issued_at"] = min(row["p_issued_at"], ev.time)
+            row["parent_id"] = row["parent_id"] or parent_id
+            row["type"] = row["type"] or type_
+            row["issued_at"] = min(row["issued_at"], ev.time)
     return fams, toks
 
 
 def record_tokens(conn: Connection, *, events: Sequence[AuditEvent], now: datetime) -> None:
     """Record the families and tokens a batch of events shows; at most three statements per
     batch (a lookup of the families of tokens whose events name none, and two upserts).
+    On PostgreSQL each upsert is one execution whose rows travel as one JSON document
+    (``json_to_recordset``); on SQLite, one execution per row (``executemany``).
 
     Families are upserted: created on first sighting (``user``/``agent``/``client_id``/
     ``session_id`` from that sighting; a field still unknown is filled by a later one),
@@ -196,15 +213,77 @@ def record_tokens(conn: Connection, *, events: Sequence[AuditEvent], now: dateti
     if not fams:
         return
     family_upsert, token_upsert = _upserts(conn)
-    # sorted: concurrent batches lock families in the same order (no deadlock on PostgreSQL)
-    conn.execute(family_upsert, [fams[k] for k in sorted(fams)])
-    conn.execute(token_upsert, [{**toks[k], "p_now": now} for k in sorted(toks)])
+    # sorted: concurrent batches lock families in the same order (no deadlock on PostgreSQL;
+    # json_to_recordset yields the rows in the document's order)
+    family_rows = [fams[k] for k in sorted(fams)]
+    token_rows = [toks[k] for k in sorted(toks)]
+    if conn.dialect.name == "postgresql":
+        # one execution per table, not one per row: psycopg's per-row pipeline steps and
+        # SQLAlchemy's per-row parameter processing cost ~6x the client CPU of orjson here
+        conn.execute(family_upsert, {"r_rows": orjson.dumps(family_rows).decode()})
+        conn.execute(token_upsert, {"r_rows": orjson.dumps(token_rows).decode(), "p_now": now})
+        return
+    conn.execute(family_upsert, [_named(r) for r in family_rows])
+    conn.execute(token_upsert, [{**_named(r), "p_now": now} for r in token_rows])
+
+
+#: the columns ``record_tokens`` writes, with their types (``families``, ``tokens``)
+_FAMILY_COLUMNS = {
+    c: families.c[c].type
+    for c in (
+        "tenant",
+        "family_id",
+        "user",
+        "agent",
+        "client_id",
+        "session_id",
+        "device_id",
+        "created_at",
+        "last_seen_at",
+    )
+}
+_TOKEN_COLUMNS = {
+    c: tokens.c[c].type
+    for c in ("tenant", "token_id", "family_id", "parent_id", "type", "issued_at")
+}
+
+
+def _named(row: dict[str, Any]) -> dict[str, Any]:
+    """A row's values under their parameter names (``r_<column>``)."""
+    return {f"r_{k}": v for k, v in row.items()}
+
+
+def _insert(
+    dialect: str,
+    table: Table,
+    columns: dict[str, Any],
+    computed: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+) -> Any:
+    """``INSERT`` of one row per parameter set (``r_<column>``), or on PostgreSQL of every
+    row of a JSON array of objects (``r_rows``) in one statement (``INSERT … SELECT … FROM
+    json_to_recordset(…)``).
+    ``computed(values)`` adds columns computed from the row's values."""
+    if dialect == "postgresql":
+        src = (
+            func.json_to_recordset(cast(bindparam("r_rows", type_=Text), JSON))
+            .table_valued(*(column(c, t) for c, t in columns.items()))
+            .render_derived(name="r", with_types=True)
+        )
+        values: dict[str, Any] = {c: src.c[c] for c in columns}
+    else:
+        values = {c: bindparam(f"r_{c}", type_=t) for c, t in columns.items()}
+    if computed is not None:
+        values.update(computed(values))
+    ins = insert_for(dialect, table)
+    if dialect == "postgresql":
+        return ins.from_select(list(values), select(*values.values()))
+    return ins.values(**values)
 
 
 @per_dialect
 def _upserts(dialect: str) -> tuple[Any, Any]:
     """The family and token upserts of ``record_tokens`` (see its docstring)."""
-    ins = insert_for(dialect, families)
+    ins = _insert(dialect, families, _FAMILY_COLUMNS)
     family_upsert = ins.on_conflict_do_update(
         index_elements=[families.c.tenant, families.c.family_id],
         set_={
@@ -223,24 +302,21 @@ def _upserts(dialect: str) -> tuple[Any, Any]:
             ),
         },
     )
-    revoked_now = (
-        select(bindparam("p_now", type_=UTCDateTime()))
-        .where(
-            families.c.tenant == bindparam("p_tenant"),
-            families.c.family_id == bindparam("p_family_id"),
-            families.c.revoked_at.is_not(None),
+
+    def revoked_now(values: dict[str, Any]) -> dict[str, Any]:
+        """A token of a family already revoked is inserted revoked."""
+        when = (
+            select(bindparam("p_now", type_=UTCDateTime()))
+            .where(
+                families.c.tenant == values["tenant"],
+                families.c.family_id == values["family_id"],
+                families.c.revoked_at.is_not(None),
+            )
+            .scalar_subquery()
         )
-        .scalar_subquery()
-    )
-    insert_tokens = insert_for(dialect, tokens).values(
-        tenant=bindparam("p_tenant"),
-        token_id=bindparam("p_token_id"),
-        family_id=bindparam("p_family_id"),
-        parent_id=bindparam("p_parent_id"),
-        type=bindparam("p_type"),
-        issued_at=bindparam("p_issued_at", type_=UTCDateTime()),
-        revoked_at=revoked_now,
-    )
+        return {"revoked_at": when}
+
+    insert_tokens = _insert(dialect, tokens, _TOKEN_COLUMNS, revoked_now)
     ex = insert_tokens.excluded
     t = tokens.c
     token_upsert = insert_tokens.on_conflict_do_update(

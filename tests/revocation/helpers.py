@@ -139,6 +139,8 @@ class StatementLog:
 
     def __init__(self) -> None:
         self.statements: list[str] = []
+        #: per statement: whether it went as an ``executemany`` (one execution per row)
+        self.many: list[bool] = []
 
     def __len__(self) -> int:
         return len(self.statements)
@@ -147,6 +149,7 @@ class StatementLog:
         self, conn: Any, cursor: Any, statement: str, params: Any, context: Any, many: bool
     ) -> None:
         self.statements.append(statement)
+        self.many.append(many)
 
 
 @contextmanager
