@@ -10,33 +10,18 @@ members.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-import orjson
 from pydantic import BaseModel, ConfigDict
-from sqlalchemy import (
-    JSON,
-    Connection,
-    Table,
-    Text,
-    and_,
-    bindparam,
-    case,
-    cast,
-    column,
-    func,
-    or_,
-    select,
-    tuple_,
-)
+from sqlalchemy import Connection, and_, bindparam, case, func, or_, select, tuple_
 
 from ingest.event import AuditEvent
 from revocation.sqltypes import UTCDateTime
 from revocation.statements import per_dialect
 from revocation.tables import families, tokens
-from revocation.upsert import insert_for
+from revocation.upsert import rows_insert, rows_params
 
 #: The actions whose token belongs to a family we track.
 TOKEN_ACTIONS = frozenset({"token.issued", "token.refreshed", "token.used"})
@@ -213,77 +198,30 @@ def record_tokens(conn: Connection, *, events: Sequence[AuditEvent], now: dateti
     if not fams:
         return
     family_upsert, token_upsert = _upserts(conn)
-    # sorted: concurrent batches lock families in the same order (no deadlock on PostgreSQL;
-    # json_to_recordset yields the rows in the document's order)
-    family_rows = [fams[k] for k in sorted(fams)]
-    token_rows = [toks[k] for k in sorted(toks)]
-    if conn.dialect.name == "postgresql":
-        # one execution per table, not one per row: psycopg's per-row pipeline steps and
-        # SQLAlchemy's per-row parameter processing cost ~6x the client CPU of orjson here
-        conn.execute(family_upsert, {"r_rows": orjson.dumps(family_rows).decode()})
-        conn.execute(token_upsert, {"r_rows": orjson.dumps(token_rows).decode(), "p_now": now})
-        return
-    conn.execute(family_upsert, [_named(r) for r in family_rows])
-    conn.execute(token_upsert, [{**_named(r), "p_now": now} for r in token_rows])
+    # sorted: concurrent batches lock families in the same order (no deadlock on PostgreSQL)
+    conn.execute(family_upsert, rows_params(conn, [fams[k] for k in sorted(fams)]))
+    conn.execute(token_upsert, rows_params(conn, [toks[k] for k in sorted(toks)], p_now=now))
 
 
-#: the columns ``record_tokens`` writes, with their types (``families``, ``tokens``)
-_FAMILY_COLUMNS = {
-    c: families.c[c].type
-    for c in (
-        "tenant",
-        "family_id",
-        "user",
-        "agent",
-        "client_id",
-        "session_id",
-        "device_id",
-        "created_at",
-        "last_seen_at",
-    )
-}
-_TOKEN_COLUMNS = {
-    c: tokens.c[c].type
-    for c in ("tenant", "token_id", "family_id", "parent_id", "type", "issued_at")
-}
-
-
-def _named(row: dict[str, Any]) -> dict[str, Any]:
-    """A row's values under their parameter names (``r_<column>``)."""
-    return {f"r_{k}": v for k, v in row.items()}
-
-
-def _insert(
-    dialect: str,
-    table: Table,
-    columns: dict[str, Any],
-    computed: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
-) -> Any:
-    """``INSERT`` of one row per parameter set (``r_<column>``), or on PostgreSQL of every
-    row of a JSON array of objects (``r_rows``) in one statement (``INSERT … SELECT … FROM
-    json_to_recordset(…)``).
-    ``computed(values)`` adds columns computed from the row's values."""
-    if dialect == "postgresql":
-        src = (
-            func.json_to_recordset(cast(bindparam("r_rows", type_=Text), JSON))
-            .table_valued(*(column(c, t) for c, t in columns.items()))
-            .render_derived(name="r", with_types=True)
-        )
-        values: dict[str, Any] = {c: src.c[c] for c in columns}
-    else:
-        values = {c: bindparam(f"r_{c}", type_=t) for c, t in columns.items()}
-    if computed is not None:
-        values.update(computed(values))
-    ins = insert_for(dialect, table)
-    if dialect == "postgresql":
-        return ins.from_select(list(values), select(*values.values()))
-    return ins.values(**values)
+#: the columns ``record_tokens`` writes
+_FAMILY_COLUMNS = (
+    "tenant",
+    "family_id",
+    "user",
+    "agent",
+    "client_id",
+    "session_id",
+    "device_id",
+    "created_at",
+    "last_seen_at",
+)
+_TOKEN_COLUMNS = ("tenant", "token_id", "family_id", "parent_id", "type", "issued_at")
 
 
 @per_dialect
 def _upserts(dialect: str) -> tuple[Any, Any]:
     """The family and token upserts of ``record_tokens`` (see its docstring)."""
-    ins = _insert(dialect, families, _FAMILY_COLUMNS)
+    ins = rows_insert(dialect, families, _FAMILY_COLUMNS)
     family_upsert = ins.on_conflict_do_update(
         index_elements=[families.c.tenant, families.c.family_id],
         set_={
@@ -303,7 +241,7 @@ def _upserts(dialect: str) -> tuple[Any, Any]:
         },
     )
 
-    def revoked_now(values: dict[str, Any]) -> dict[str, Any]:
+    def revoked_now(values: Mapping[str, Any]) -> dict[str, Any]:
         """A token of a family already revoked is inserted revoked."""
         when = (
             select(bindparam("p_now", type_=UTCDateTime()))
@@ -316,7 +254,7 @@ def _upserts(dialect: str) -> tuple[Any, Any]:
         )
         return {"revoked_at": when}
 
-    insert_tokens = _insert(dialect, tokens, _TOKEN_COLUMNS, revoked_now)
+    insert_tokens = rows_insert(dialect, tokens, _TOKEN_COLUMNS, revoked_now)
     ex = insert_tokens.excluded
     t = tokens.c
     token_upsert = insert_tokens.on_conflict_do_update(

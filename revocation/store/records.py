@@ -13,12 +13,13 @@ from typing import Any
 from sqlalchemy import Connection, bindparam, delete, select
 
 from detectors.detection import Detection
+from revocation.sqltypes import UTCDateTime
 from revocation.statements import per_dialect
 from revocation.store.audit import audit_row
 from revocation.store.keyset import newest_first
 from revocation.tables import detections as detections_table
 from revocation.tables import detector_state
-from revocation.upsert import insert_for
+from revocation.upsert import insert_for, rows_insert, rows_params
 
 
 def save_detections(
@@ -140,7 +141,8 @@ def save_state(
     deleted: Iterable[str],
     now: datetime,
 ) -> None:
-    """Upsert the changed keys and delete the deleted ones: at most two statements.
+    """Upsert the changed keys and delete the deleted ones: at most two statements (the
+    upsert one execution on PostgreSQL: ``revocation.upsert.rows_insert``).
 
     A key both changed and deleted counts as changed (its last write wins in the mapping).
     Values must be JSON-serialisable, as detector state is (``detectors.base``).
@@ -150,10 +152,8 @@ def save_state(
     if gone:
         conn.execute(delete_keys, [{"p_key": k} for k in gone])
     if changed:
-        conn.execute(
-            upsert,
-            [{"key": k, "value": changed[k], "updated_at": now} for k in sorted(changed)],
-        )
+        rows = [{"key": k, "value": changed[k]} for k in sorted(changed)]
+        conn.execute(upsert, rows_params(conn, rows, p_now=now))
 
 
 @per_dialect
@@ -167,7 +167,12 @@ def _insert_detections(dialect: str) -> Any:
 @per_dialect
 def _state_statements(dialect: str) -> tuple[Any, Any]:
     delete_keys = delete(detector_state).where(detector_state.c.key == bindparam("p_key"))
-    ins = insert_for(dialect, detector_state)
+    ins = rows_insert(
+        dialect,
+        detector_state,
+        ("key", "value"),
+        lambda _: {"updated_at": bindparam("p_now", type_=UTCDateTime())},
+    )
     upsert = ins.on_conflict_do_update(
         index_elements=[detector_state.c.key],
         set_={"value": ins.excluded.value, "updated_at": ins.excluded.updated_at},
