@@ -195,6 +195,24 @@ def test_a_process_that_did_not_take_the_put_follows_the_stored_policy(tmp_path:
         worker.db.dispose()
 
 
+def test_a_replica_shows_the_policy_another_one_stored(tmp_path: Path) -> None:
+    settings = Settings(database_url=sqlite_url(tmp_path))
+    name = "refresh-reuse-revokes-family"
+    with TestClient(create_app(settings)) as a, TestClient(create_app(settings)) as b:
+        authorize(a)
+        authorize(b)
+        assert {r["name"]: r["mode"] for r in b.get("/v1/policy").json()["rules"]}[name] == (
+            "enforce"
+        )
+        r = a.put(f"/v1/policy/rules/{name}/mode", json={"mode": "dry_run"})
+        assert r.status_code == 200, r.text
+        seen = b.get("/v1/policy").json()
+        assert {r["name"]: r["mode"] for r in seen["rules"]}[name] == "dry_run"
+        # and runs it: the replica's own pipeline now has the rule in dry run
+        services = b.app.state.services  # type: ignore[attr-defined]
+        assert {r.name: r.mode for r in services.stages.policy.rules}[name] == Mode.DRY_RUN
+
+
 def test_policy_needs_an_admin_of_every_tenant(client: TestClient) -> None:
     made = client.post("/v1/keys", json={"tenant": "acme", "scopes": ["admin"]}).json()
     r = client.put("/v1/policy", json={"modes": {}}, headers=bearer(made["key"]))
