@@ -8,10 +8,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import sqlalchemy as sa
+import structlog
 
 from detectors import build_engine, upgrade_state
 from ingest import Limits, Normalizer, TokenHasher
-from revocation import Policy, store
+from revocation import Policy, PolicyError, store
 from revocation.store.policy_config import StoredPolicy, get_policy_config
 from tokenwarden.db import get_or_create_secret, make_engine, upgrade
 from tokenwarden.formats import build_formats
@@ -22,6 +23,8 @@ from tokenwarden.settings import Settings
 from tokenwarden.state import TrackedState
 
 HASH_KEY_NAME = "token_hash_key"
+
+log = structlog.get_logger("tokenwarden.policy")
 
 
 @dataclass(slots=True)
@@ -57,13 +60,18 @@ def refresh_policy(services: Services) -> Policy | None:
     """The policy to apply when the one stored with ``PUT /v1/policy`` changed since
     ``services.policy_source`` (another process took the PUT: a Kafka worker's stages are
     built once at start); ``None`` when it did not. A stored policy that no longer
-    validates raises ``PolicyError`` once and is not tried again until it changes."""
+    validates is logged once and ``None`` returned: the running one stays until the stored
+    one changes again. A store fault raises."""
     with services.db.connect() as conn:
         stored = get_policy_config(conn)
     if stored == services.policy_source:
         return None
     services.policy_source = stored
-    return active_policy(services.settings, stored)
+    try:
+        return active_policy(services.settings, stored)
+    except (PolicyError, TypeError, ValueError) as exc:
+        log.error("stored policy refused; the running one stays", error=str(exc))
+        return None
 
 
 def build_services(

@@ -17,7 +17,6 @@ from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-import structlog
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -31,8 +30,6 @@ from tokenwarden.api.errors import ApiError
 from tokenwarden.api.paging import aware
 from tokenwarden.auth.deps import GlobalAdmin, Viewer, not_found, tenant_filter
 from tokenwarden.services import Services, refresh_policy
-
-log = structlog.get_logger("tokenwarden.policy")
 
 router = APIRouter(prefix="/v1", tags=["policy"])
 
@@ -99,11 +96,7 @@ def get_policy(
 def _follow(services: Services) -> None:
     """Run the policy another API process stored since this one last applied one: replicas
     share the store, not their memory (``tokenwarden.services.refresh_policy``)."""
-    try:
-        policy = refresh_policy(services)
-    except (PolicyError, TypeError, ValueError) as exc:
-        log.warning("stored policy refused; the running one stays", error=str(exc))
-        return
+    policy = refresh_policy(services)
     if policy is not None:
         services.stages.policy = policy
 

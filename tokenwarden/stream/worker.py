@@ -68,7 +68,6 @@ import structlog
 
 from detectors import Engine, upgrade_state
 from ingest import AuditEvent, IngestError, Limits, UnknownFormat, decode
-from revocation import PolicyError
 from tokenwarden.formats import normalize
 from tokenwarden.pipeline import BatchResult, Stages
 from tokenwarden.services import Services, build_services, refresh_policy
@@ -995,10 +994,7 @@ class StreamWorker:
         store fault or a stored policy that no longer validates keeps the current one."""
         try:
             policy = await asyncio.to_thread(refresh_policy, self.services)
-        except PolicyError as exc:
-            log.error("stored policy refused; the current one stays", error=str(exc))
-            return
-        except Exception as exc:
+        except Exception as exc:  # the store: the next tick tries again
             log.warning("policy refresh failed; the current one stays", error=repr(exc))
             return
         if policy is None:
