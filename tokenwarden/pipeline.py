@@ -256,6 +256,15 @@ class Stages:
         return removed
 
 
+async def _follow_policy(follow: Callable[[], object]) -> None:
+    """A store fault keeps the running policy; the next batch past the interval tries again
+    (an invalid stored policy is refused and logged by ``services.refresh_policy``)."""
+    try:
+        await asyncio.to_thread(follow)
+    except Exception as exc:
+        log.warning("policy refresh failed; the current one stays", error=repr(exc))
+
+
 def _consume_exception(future: asyncio.Future[BatchResult]) -> None:
     """Nobody may await a batch's future; its failure is already logged."""
     if not future.cancelled():
@@ -285,8 +294,15 @@ class EmbeddedPipeline:
         sweep_interval: float = 3600.0,
         checkpoint_interval: float = 0.5,
         clock: Callable[[], datetime] = utcnow,
+        follow_policy: Callable[[], object] | None = None,
+        policy_refresh_seconds: float = 5.0,
     ) -> None:
         self.stages = stages
+        #: applies a policy another process stored (``services.follow_policy``); called
+        #: before a batch when ``policy_refresh_seconds`` have passed since the last call,
+        #: so an idle pipeline costs nothing and its first batch runs the current policy
+        self.follow_policy = follow_policy
+        self.policy_refresh_seconds = policy_refresh_seconds
         self.clock = clock
         self.max_batch_events = max_batch_events
         self.sweep_interval = sweep_interval
@@ -360,10 +376,15 @@ class EmbeddedPipeline:
     async def _run(self) -> None:
         next_sweep = time.monotonic() + self.sweep_interval
         next_checkpoint = time.monotonic() + self.checkpoint_interval
+        next_policy = time.monotonic() + self.policy_refresh_seconds
         while True:
             first = await self._queue.get()
             if first is None:
                 return
+            follow = self.follow_policy
+            if follow is not None and time.monotonic() >= next_policy:
+                next_policy = time.monotonic() + self.policy_refresh_seconds
+                await _follow_policy(follow)
             items, stop = self._take(first)
             events = [e for item in items for e in item.events]
             extras = [x for item in items for x in item.extras]

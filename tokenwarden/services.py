@@ -74,6 +74,26 @@ def refresh_policy(services: Services) -> Policy | None:
         return None
 
 
+def follow_policy(services: Services) -> Policy | None:
+    """Run the policy another process stored since this one last applied one (API
+    replicas and the embedded pipeline share the store, not their memory): applied to
+    ``services.stages`` and logged; ``None`` when nothing changed (``refresh_policy``)."""
+    policy = refresh_policy(services)
+    if policy is not None:
+        services.stages.policy = policy
+        log_applied(policy, services.policy_source)
+    return policy
+
+
+def log_applied(policy: Policy, source: StoredPolicy | None) -> None:
+    log.info(
+        "policy applied",
+        rules=len(policy.rules),
+        updated_by=source.updated_by if source else None,
+        updated_at=source.updated_at.isoformat() if source else None,
+    )
+
+
 def build_services(
     settings: Settings, *, migrate: bool = True, load_state: bool = True
 ) -> Services:

@@ -150,6 +150,13 @@ class Settings(BaseSettings):
         description="save the usage baselines at most this often (0: with every batch); "
         "refresh-token and risk state is saved with every batch regardless",
     )
+    policy_refresh_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        le=3600,
+        description="how often a pipeline (embedded or worker) looks for a policy another "
+        "process stored with PUT /v1/policy",
+    )
     enabled_detectors: list[str] | None = None
     detectors: dict[str, dict[str, Any]] = Field(default_factory=dict)
     policy: PolicySettings = Field(default_factory=PolicySettings)

@@ -227,9 +227,9 @@ def test_a_running_worker_applies_a_policy_put_through_the_api(
     kafka: KafkaSettings, db_url: str, db: sa.Engine, start_workers: StartWorkers
 ) -> None:
     """``PUT /v1/policy`` on the API (``serve --broker``) reaches workers already running
-    within ``kafka.policy_refresh_seconds``: with the refresh-reuse rule switched to dry
+    within ``policy_refresh_seconds``: with the refresh-reuse rule switched to dry
     run, the next replay is recorded as what it would have done and revokes nothing."""
-    (worker,) = start_workers(kafka, 1, TOKENWARDEN_KAFKA__POLICY_REFRESH_SECONDS="0.2")
+    (worker,) = start_workers(kafka, 1, TOKENWARDEN_POLICY_REFRESH_SECONDS="0.2")
     settings = Settings(database_url=db_url, hash_key=HASH_KEY, kafka=kafka)
     app = create_app(settings)
     with running(app) as base:

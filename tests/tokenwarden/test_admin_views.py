@@ -167,7 +167,7 @@ def test_a_stored_policy_outlives_a_restart(tmp_path: Path) -> None:
 
 
 def test_a_process_that_did_not_take_the_put_follows_the_stored_policy(tmp_path: Path) -> None:
-    """What a Kafka worker does every ``kafka.policy_refresh_seconds``: ``refresh_policy``
+    """What a Kafka worker does every ``policy_refresh_seconds``: ``refresh_policy``
     hands over the stored policy once after it changed, and nothing while it stays."""
     settings = Settings(database_url=sqlite_url(tmp_path))
     name = "refresh-reuse-revokes-family"
@@ -210,6 +210,31 @@ def test_a_replica_shows_the_policy_another_one_stored(tmp_path: Path) -> None:
         # and runs it: the replica's own pipeline now has the rule in dry run
         services = b.app.state.services  # type: ignore[attr-defined]
         assert {r.name: r.mode for r in services.stages.policy.rules}[name] == Mode.DRY_RUN
+
+
+@pytest.mark.parametrize("interval", [1e-9, 3600.0])
+def test_a_replicas_pipeline_runs_the_policy_another_one_stored(
+    tmp_path: Path, interval: float
+) -> None:
+    """Nobody asks replica b about its policy: its embedded pipeline looks for a stored one
+    itself before a batch, once ``policy_refresh_seconds`` passed (an hour: not yet)."""
+    settings = Settings(database_url=sqlite_url(tmp_path), policy_refresh_seconds=interval)
+    name = "refresh-reuse-revokes-family"
+    with TestClient(create_app(settings)) as a, TestClient(create_app(settings)) as b:
+        authorize(a)
+        authorize(b)
+        r = a.put(f"/v1/policy/rules/{name}/mode", json={"mode": "dry_run"})
+        assert r.status_code == 200, r.text
+        r = b.post("/v1/events?wait=true", json=reuse("fam-r"))
+        assert (r.status_code, r.json()["orders"]) == (202, 1), r.text
+        (order,) = b.get("/v1/orders").json()["items"]
+        assert order["rule"] == name
+        if interval < 1:
+            assert order["mode"] == "dry_run"
+            assert b.post("/v1/check", json={"family_id": "fam-r"}).json()["allow"] is True
+        else:  # the replica still runs the policy it started with
+            assert order["mode"] == "enforce"
+            assert b.post("/v1/check", json={"family_id": "fam-r"}).json()["allow"] is False
 
 
 def test_policy_needs_an_admin_of_every_tenant(client: TestClient) -> None:

@@ -6,9 +6,10 @@ dry-run orders ("would have revoked N families"), ``did`` for the enforced ones 
 caller's tenant(s) and ``since`` (default: everything). ``PUT`` validates with
 ``revocation.Policy.from_config`` (a bad rule is 422 naming it), stores the policy
 (``policy_config``, audited) so it outlives a restart, and applies it to the running
-pipeline from its next batch; Kafka workers apply it within
-``kafka.policy_refresh_seconds``, and another API process (a replica on the same store)
-at its next ``GET``/``PUT`` of the policy (``tokenwarden.services.refresh_policy``).
+pipeline from its next batch; Kafka workers and the embedded pipeline of another API
+process (a replica on the same store) apply it within ``policy_refresh_seconds``, and such
+a replica shows it at its next ``GET``/``PUT`` of the policy
+(``tokenwarden.services.follow_policy``).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from tokenwarden.api.deps import ConnDep, ServicesDep
 from tokenwarden.api.errors import ApiError
 from tokenwarden.api.paging import aware
 from tokenwarden.auth.deps import GlobalAdmin, Viewer, not_found, tenant_filter
-from tokenwarden.services import Services, refresh_policy
+from tokenwarden.services import Services, follow_policy
 
 router = APIRouter(prefix="/v1", tags=["policy"])
 
@@ -89,16 +90,8 @@ def get_policy(
     since: datetime | None = None,
 ) -> dict[str, Any]:
     """The running policy's rules, each with its mode and "would have" counts."""
-    _follow(services)
+    follow_policy(services)
     return _document(services, conn, tenant_filter(principal, tenant), aware(since))
-
-
-def _follow(services: Services) -> None:
-    """Run the policy another API process stored since this one last applied one: replicas
-    share the store, not their memory (``tokenwarden.services.refresh_policy``)."""
-    policy = refresh_policy(services)
-    if policy is not None:
-        services.stages.policy = policy
 
 
 class PolicyBody(BaseModel):
@@ -147,7 +140,7 @@ def put_rule_mode(
     name: str, body: ModeBody, services: ServicesDep, principal: GlobalAdmin
 ) -> dict[str, Any]:
     """Switch one rule between ``enforce`` and ``dry_run`` (the dry-run toggle)."""
-    _follow(services)
+    follow_policy(services)
     if name not in {r.name for r in services.stages.policy.rules}:
         raise not_found(f"rule {name!r}")
     with services.db.connect() as conn:

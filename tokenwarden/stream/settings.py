@@ -83,12 +83,6 @@ class KafkaSettings(BaseModel):
         le=65_536,
         description="0: one table key per state key; N: state keys grouped in N per partition",
     )
-    policy_refresh_seconds: float = Field(
-        default=5.0,
-        gt=0,
-        le=3600,
-        description="worker: how often it looks for a policy stored with PUT /v1/policy",
-    )
     standby_replicas: int = Field(default=0, ge=0, le=8)
     commit_interval_seconds: float = Field(default=1.0, gt=0)
     session_timeout_seconds: float = Field(default=10.0, gt=0)

@@ -70,7 +70,7 @@ from detectors import Engine, upgrade_state
 from ingest import AuditEvent, IngestError, Limits, UnknownFormat, decode
 from tokenwarden.formats import normalize
 from tokenwarden.pipeline import BatchResult, Stages
-from tokenwarden.services import Services, build_services, refresh_policy
+from tokenwarden.services import Services, build_services, log_applied, refresh_policy
 from tokenwarden.settings import Settings
 from tokenwarden.state import TrackedState
 from tokenwarden.stream import codec
@@ -339,7 +339,7 @@ class StreamWorker:
         app.task(self._revocation_task)
         app.timer(60.0)(self._log_stats)
         app.timer(1.0)(self._catch_up)
-        app.timer(kafka.policy_refresh_seconds)(self._refresh_policy)
+        app.timer(settings.policy_refresh_seconds)(self._refresh_policy)
         app.on_before_shutdown.connect(self._on_shutdown)
         app.on_partitions_assigned.connect(self._on_assigned)
 
@@ -1000,13 +1000,7 @@ class StreamWorker:
         if policy is None:
             return
         self.entity.stages.policy = self.family.stages.policy = policy
-        source = self.services.policy_source
-        log.info(
-            "policy applied",
-            rules=len(policy.rules),
-            updated_by=source.updated_by if source else None,
-            updated_at=source.updated_at.isoformat() if source else None,
-        )
+        log_applied(policy, self.services.policy_source)
 
     async def _log_stats(self) -> None:
         log.info("worker stats", **self.stats.as_dict())
