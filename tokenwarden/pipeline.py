@@ -299,8 +299,9 @@ class EmbeddedPipeline:
     ) -> None:
         self.stages = stages
         #: applies a policy another process stored (``services.follow_policy``); called
-        #: before a batch when ``policy_refresh_seconds`` have passed since the last call,
-        #: so an idle pipeline costs nothing and its first batch runs the current policy
+        #: before a batch when ``policy_refresh_seconds`` have passed since the last call:
+        #: an idle pipeline costs nothing, and a batch after an idle spell runs the policy
+        #: stored at that moment
         self.follow_policy = follow_policy
         self.policy_refresh_seconds = policy_refresh_seconds
         self.clock = clock
