@@ -40,7 +40,7 @@ from tokenwarden.auth.deps import Authenticator
 from tokenwarden.pipeline import BatchResult, EmbeddedPipeline, Extra
 from tokenwarden.recent import RecentEvents
 from tokenwarden.revocation_runtime import start_revocation
-from tokenwarden.services import Services, build_services, follow_policy
+from tokenwarden.services import Services, build_services, follow_policy_off_loop
 from tokenwarden.settings import Settings
 from tokenwarden.ssf_connect import stored_transmitters
 from tokenwarden.ssf_poller import Pollers
@@ -88,7 +88,7 @@ def create_app(
                 max_batches=settings.queue_batches,
                 max_batch_events=settings.max_batch_events,
                 sweep_interval=settings.sweep_interval_seconds,
-                follow_policy=lambda: follow_policy(svc),
+                follow_policy=lambda: follow_policy_off_loop(svc),
                 policy_refresh_seconds=settings.policy_refresh_seconds,
             )
         app.state.services = svc

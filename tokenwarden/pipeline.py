@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -256,15 +256,6 @@ class Stages:
         return removed
 
 
-async def _follow_policy(follow: Callable[[], object]) -> None:
-    """A store fault keeps the running policy; the next batch past the interval tries again
-    (an invalid stored policy is refused and logged by ``services.refresh_policy``)."""
-    try:
-        await asyncio.to_thread(follow)
-    except Exception as exc:
-        log.warning("policy refresh failed; the current one stays", error=repr(exc))
-
-
 def _consume_exception(future: asyncio.Future[BatchResult]) -> None:
     """Nobody may await a batch's future; its failure is already logged."""
     if not future.cancelled():
@@ -294,11 +285,12 @@ class EmbeddedPipeline:
         sweep_interval: float = 3600.0,
         checkpoint_interval: float = 0.5,
         clock: Callable[[], datetime] = utcnow,
-        follow_policy: Callable[[], object] | None = None,
+        follow_policy: Callable[[], Awaitable[object]] | None = None,
         policy_refresh_seconds: float = 5.0,
     ) -> None:
         self.stages = stages
-        #: applies a policy another process stored (``services.follow_policy``); called
+        #: applies a policy another process stored (``services.follow_policy_off_loop``:
+        #: a store fault keeps the running one); awaited
         #: before a batch when ``policy_refresh_seconds`` have passed since the last call:
         #: an idle pipeline costs nothing, and a batch after an idle spell runs the policy
         #: stored at that moment
@@ -385,7 +377,7 @@ class EmbeddedPipeline:
             follow = self.follow_policy
             if follow is not None and time.monotonic() >= next_policy:
                 next_policy = time.monotonic() + self.policy_refresh_seconds
-                await _follow_policy(follow)
+                await follow()
             items, stop = self._take(first)
             events = [e for item in items for e in item.events]
             extras = [x for item in items for x in item.extras]

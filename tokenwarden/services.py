@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import secrets
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -74,24 +75,32 @@ def refresh_policy(services: Services) -> Policy | None:
         return None
 
 
-def follow_policy(services: Services) -> Policy | None:
+def follow_policy(services: Services, stages: Sequence[Stages] = ()) -> Policy | None:
     """Run the policy another process stored since this one last applied one (API
-    replicas and the embedded pipeline share the store, not their memory): applied to
-    ``services.stages`` and logged; ``None`` when nothing changed (``refresh_policy``)."""
+    replicas, the embedded pipeline and Kafka workers share the store, not their memory):
+    applied to ``stages`` (default ``services.stages``) and logged; ``None`` when nothing
+    changed (``refresh_policy``)."""
     policy = refresh_policy(services)
     if policy is not None:
-        services.stages.policy = policy
-        log_applied(policy, services.policy_source)
+        for s in stages or (services.stages,):
+            s.policy = policy
+        source = services.policy_source
+        log.info(
+            "policy applied",
+            rules=len(policy.rules),
+            updated_by=source.updated_by if source else None,
+            updated_at=source.updated_at.isoformat() if source else None,
+        )
     return policy
 
 
-def log_applied(policy: Policy, source: StoredPolicy | None) -> None:
-    log.info(
-        "policy applied",
-        rules=len(policy.rules),
-        updated_by=source.updated_by if source else None,
-        updated_at=source.updated_at.isoformat() if source else None,
-    )
+async def follow_policy_off_loop(services: Services, stages: Sequence[Stages] = ()) -> None:
+    """``follow_policy`` in a worker thread, for the runners' periodic look: a store fault
+    keeps the running policy (logged) and the next look tries again."""
+    try:
+        await asyncio.to_thread(follow_policy, services, stages)
+    except Exception as exc:
+        log.warning("policy refresh failed; the current one stays", error=repr(exc))
 
 
 def build_services(

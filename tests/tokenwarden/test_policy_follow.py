@@ -5,27 +5,37 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
+import pytest
 import sqlalchemy as sa
 
 from tests.detector_faults import events
+from tokenwarden import services as services_module
 from tokenwarden.pipeline import EmbeddedPipeline
-from tokenwarden.services import build_services
+from tokenwarden.services import build_services, follow_policy_off_loop
 from tokenwarden.settings import Settings
 
 
-def test_a_failing_policy_look_keeps_the_policy_and_processes_the_batch(tmp_path: Path) -> None:
+def test_a_failing_policy_look_keeps_the_policy_and_processes_the_batch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     services = build_services(Settings(database_url=f"sqlite:///{tmp_path / 'tw.db'}"))
     running = services.stages.policy
     calls: list[int] = []
 
-    def follow() -> None:
+    def store_down(conn: Any) -> None:
         calls.append(1)
         raise sa.exc.OperationalError("SELECT policy_config", {}, Exception("database is down"))
 
+    monkeypatch.setattr(services_module, "get_policy_config", store_down)
+
     async def main() -> list[int]:
         pipeline = EmbeddedPipeline(
-            services.stages, max_batches=8, follow_policy=follow, policy_refresh_seconds=0.0
+            services.stages,
+            max_batches=8,
+            follow_policy=lambda: follow_policy_off_loop(services),
+            policy_refresh_seconds=0.0,
         )
         await pipeline.start()
         try:

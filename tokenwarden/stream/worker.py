@@ -70,7 +70,7 @@ from detectors import Engine, upgrade_state
 from ingest import AuditEvent, IngestError, Limits, UnknownFormat, decode
 from tokenwarden.formats import normalize
 from tokenwarden.pipeline import BatchResult, Stages
-from tokenwarden.services import Services, build_services, log_applied, refresh_policy
+from tokenwarden.services import Services, build_services, follow_policy_off_loop
 from tokenwarden.settings import Settings
 from tokenwarden.state import TrackedState
 from tokenwarden.stream import codec
@@ -992,15 +992,7 @@ class StreamWorker:
         """Apply a policy stored with ``PUT /v1/policy`` since the last look to both
         stages, from their next take (the API that took the PUT runs no stage here). A
         store fault or a stored policy that no longer validates keeps the current one."""
-        try:
-            policy = await asyncio.to_thread(refresh_policy, self.services)
-        except Exception as exc:  # the store: the next tick tries again
-            log.warning("policy refresh failed; the current one stays", error=repr(exc))
-            return
-        if policy is None:
-            return
-        self.entity.stages.policy = self.family.stages.policy = policy
-        log_applied(policy, self.services.policy_source)
+        await follow_policy_off_loop(self.services, (self.entity.stages, self.family.stages))
 
     async def _log_stats(self) -> None:
         log.info("worker stats", **self.stats.as_dict())
