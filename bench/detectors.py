@@ -7,7 +7,8 @@ network, a rarely used scope) that take the detectors' slow paths — is
 
 1. generated and parsed (pydantic validation, untimed), in batches;
 2. run through ``Engine.process`` for a warm-up (every entity gets history, the learned
-   model fits itself per tenant from the clean rows), untimed;
+   model fits itself per tenant from the clean rows, and refits as the entities' features
+   come of age: ``detectors.model``, "Refit on drift"), untimed;
 3. run through ``Engine.process`` again, timed: events/s with all detectors on, the model
    scored in batches.
 

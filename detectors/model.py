@@ -23,11 +23,26 @@ distinct tools over the usual, how typical the hour of day is).
 * **Training:** ``tokenwarden train --from FILE.ndjson --out model.joblib`` replays history
   through the usage detectors and fits one forest per tenant on the rows none of them
   flagged (score >= 0.7 or critical; moderate findings stay in, or the forest could not
-  split on the novelty features at all). Without a trained file the detector fits itself
-  once a tenant has ``min_train_rows`` clean rows over ``min_train_seconds`` of event time
-  (a reservoir sample of ``reservoir_rows``), and refits every ``refit_interval_seconds``
-  of event time from the rows seen since; a refit takes a few hundred milliseconds for the
-  batch that triggers it.
+  split on the novelty features at all). Rows the model itself flagged are learned too: a
+  forest shrugs off the 0.1 % a current model flags, while holding them out left a model
+  that the traffic had moved away from to learn only the rows still like its old training
+  (one simulated tenant's refit model flagged 71 % of its calls). Without a trained file
+  the detector fits itself once a tenant has ``min_train_rows`` clean rows over
+  ``min_train_seconds`` of event time (a reservoir sample of ``reservoir_rows``), and
+  refits every ``refit_interval_seconds`` of event time; a refit takes a few hundred
+  milliseconds for the batch that triggers it. The reservoir starts over at each fit
+  (Vitter's algorithm R counted from the fit: of ``n`` rows since, each enters with
+  probability ``reservoir_rows / (reservoir_rows + n)``), so a refit learns mostly the
+  traffic since the last one, not months-old rows.
+* **Refit on drift:** a model scored against traffic it no longer describes flags far more
+  than the ``1 - quantile`` share of rows it was fitted to flag: fitted on a tenant's first
+  hour, before its agents' rate features had any baseline, it flagged 8-50 % of the
+  simulated calls of the next hours (``tokenwarden evaluate``), and in
+  ``bench/detectors.py`` 11-17 %, each flagged row paying for its explanation. When, over
+  at least ``reservoir_rows`` rows scored since the last fit, it flags more than
+  ``drift_ratio`` times that share, it is refitted at once from the rows kept since; a
+  drift refit that does not help waits twice as many rows for the next (back to
+  ``reservoir_rows`` after a scheduled refit). ``drift_ratio = 0`` turns it off.
 * **Files:** ``path`` (``[detectors.model] path = "…"``) is loaded when the detector is
   built. The file is a joblib (pickle) file with the format name, ``MODEL_VERSION``, the
   feature list, the scikit-learn version and one forest per tenant; a file whose format,
@@ -40,6 +55,7 @@ training reservoirs (``reservoir_rows`` * 11 floats per tenant) live in the dete
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -50,6 +66,8 @@ from detectors.base import State
 from detectors.detection import Detection
 from detectors.features import F_HOUR, FEATURES, N_FEATURES, Finding, Observation
 from detectors.volume import hour_factor_of, population_key
+
+log = logging.getLogger(__name__)
 
 MODEL_FORMAT = "tokenwarden-model"
 MODEL_VERSION = 1
@@ -78,6 +96,7 @@ class ModelConfig:
     max_score: float = 0.25
     top_features: int = 3
     gate_quantile: float = 0.005
+    drift_ratio: float = 10.0
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -89,6 +108,8 @@ class ModelConfig:
             raise ValueError("quantile within 0.5..1 and span > 0")
         if not 0.0 <= self.max_score <= 1.0:
             raise ValueError("max_score must be within 0..1")
+        if self.drift_ratio != 0 and self.drift_ratio <= 1:
+            raise ValueError("drift_ratio must be > 1 (or 0: no refit on drift)")
 
 
 @dataclass(slots=True)
@@ -196,6 +217,18 @@ class _Reservoir:
     filled: int = 0
     seen: int = 0
     since_fit: int = 0
+    #: rows the current model scored since it was fitted, and how many it flagged
+    scored: int = 0
+    flagged: int = 0
+    #: drift refits since the last scheduled fit (each doubles the rows the next one needs)
+    drift_refits: int = 0
+
+    def fitted(self, *, drift: bool) -> None:
+        """A model was just fitted from these rows: count afresh, and let the rows that
+        come next replace the sample (algorithm R restarted at the fit)."""
+        self.since_fit = self.scored = self.flagged = 0
+        self.seen = self.filled
+        self.drift_refits = self.drift_refits + 1 if drift else 0
 
 
 @dataclass(slots=True)
@@ -325,18 +358,20 @@ class ModelDetector:
                 entry = by_tenant[tenant] = ([], [], [])
             entry[0].append(obs)
             entry[1].extend(row)
-            # the usage detectors' findings only: the model's own come later, and the
-            # rows it flags are left out of training anyway
+            # the usage detectors' findings only (the model's own come later): a row the
+            # model flags is still learned (module docstring, "Training")
             entry[2].append(obs.findings is None or _clean(obs))
         for tenant, (group, flat, clean_rows) in by_tenant.items():
             model = self.models.get(tenant)
             rows = np.array(flat, dtype=np.float64).reshape(len(group), N_FEATURES)
             clean = np.array(clean_rows, dtype=bool)
+            flagged = 0
             if model is not None:
-                clean &= ~self._score(model, group, rows)
+                over = self._score(model, group, rows)
+                flagged = int(over.sum())
             self._keep(tenant, rows[clean], group[0].t)
             if self.config.auto_fit:
-                self._maybe_fit(tenant, group[-1].t)
+                self._maybe_fit(tenant, group[-1].t, scored=len(group), flagged=flagged)
 
     def _score(self, model: TenantModel, group: list[Observation], rows: Any) -> Any:
         import numpy as np
@@ -427,20 +462,48 @@ class ModelDetector:
         res.seen += m
         res.since_fit += m
 
-    def _maybe_fit(self, tenant: str, t: float) -> None:
+    def _maybe_fit(self, tenant: str, t: float, *, scored: int = 0, flagged: int = 0) -> None:
+        """Fit the tenant's first model, or refit it when its interval is up or it has
+        drifted (module docstring); ``scored``/``flagged``: the batch's rows and how many
+        of them the current model flagged."""
+        cfg = self.config
         res = self._reservoirs.get(tenant)
-        if res is None or res.filled < self.config.min_train_rows:
+        if res is None:
+            return
+        res.scored += scored
+        res.flagged += flagged
+        if res.filled < cfg.min_train_rows:
             return
         model = self.models.get(tenant)
-        if model is None and t - (res.first or t) < self.config.min_train_seconds:
-            return  # a first fit needs history spanning min_train_seconds
-        due = model is None or (
-            t - model.trained_at >= self.config.refit_interval_seconds
-            and res.since_fit >= self.config.min_train_rows
-        )
-        if due:
+        if model is None:
+            if t - (res.first or t) < cfg.min_train_seconds:
+                return  # a first fit needs history spanning min_train_seconds
             self.models[tenant] = self.fit(res.rows[: res.filled], trained_at=t)
-            res.since_fit = 0
+            res.fitted(drift=False)
+            return
+        if res.since_fit < cfg.min_train_rows:
+            return
+        if t - model.trained_at >= cfg.refit_interval_seconds:
+            drift = False
+        elif (
+            cfg.drift_ratio
+            and res.scored >= cfg.reservoir_rows << min(res.drift_refits, 20)
+            and res.flagged > cfg.drift_ratio * (1.0 - cfg.quantile) * res.scored
+        ):
+            drift = True
+            log.info(
+                "model of tenant %s refit on drift: it flagged %d of %d rows (%.2f %%, "
+                "fitted to flag %.2f %%)",
+                tenant,
+                res.flagged,
+                res.scored,
+                100.0 * res.flagged / res.scored,
+                100.0 * (1.0 - cfg.quantile),
+            )
+        else:
+            return
+        self.models[tenant] = self.fit(res.rows[: res.filled], trained_at=t)
+        res.fitted(drift=drift)
 
     def fit(self, rows: Any, *, trained_at: float) -> TenantModel:
         """Fit one tenant's forest on clean rows."""
@@ -479,7 +542,7 @@ class ModelDetector:
         for tenant, res in self._reservoirs.items():
             if res.filled >= self.config.min_train_rows:
                 self.models[tenant] = self.fit(res.rows[: res.filled], trained_at=trained_at)
-                res.since_fit = 0
+                res.fitted(drift=False)
         return ModelArtifact(tenants=dict(self.models))
 
     def reservoir_sizes(self) -> dict[str, int]:

@@ -17,9 +17,9 @@ from detectors import (
     ModelFileError,
     build_detectors,
 )
-from detectors.features import F_NET_NOVELTY, F_SCOPE_WEIGHT, Observation
+from detectors.features import F_NET_NOVELTY, F_SCOPE_WEIGHT, Finding, Observation
 from detectors.model import TenantModel
-from tests.detectors.usage import engine_run, event
+from tests.detectors.usage import T0, engine_run, event
 
 RNG = np.random.default_rng(3)
 
@@ -125,3 +125,93 @@ def test_a_model_file_round_trips_and_foreign_files_are_refused(tmp_path: Path) 
         ModelArtifact.load(other)
     with pytest.raises(ModelFileError, match="does not exist"):
         ModelArtifact.load(tmp_path / "missing.joblib")
+
+
+def _shifted(n: int, shift: float) -> list[Observation]:
+    """Rows of ``normal_rows`` with the three rate features moved by ``shift``."""
+    batch = _observations(n)
+    for obs in batch:
+        assert obs.row is not None
+        obs.row[0] += shift
+        obs.row[1] += shift
+        obs.row[2] += shift
+    return batch
+
+
+def _flagged_share(det: ModelDetector, batch: list[Observation]) -> float:
+    """The share of ``batch`` the model flagged."""
+    det.score_batch(batch, {})
+    return sum(1 for o in batch if any(f.detector == "model" for f in o.findings or ())) / len(
+        batch
+    )
+
+
+@pytest.mark.parametrize("drift_ratio", [10.0, 0.0])
+def test_a_model_the_traffic_has_drifted_from_is_refit_from_the_clean_rows(
+    drift_ratio: float, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Fitted on one traffic, scored on traffic whose rates moved: it flags most rows,
+    far more than the 0.1 % it was fitted to flag. With refit on drift it refits from
+    the rows kept since (the ones it flagged too) once it has scored ``reservoir_rows``,
+    and flags its share again; with ``drift_ratio = 0`` it goes on flagging until its
+    scheduled refit (hours away)."""
+    det = ModelDetector(
+        ModelConfig(
+            min_train_rows=200, reservoir_rows=1000, min_train_seconds=0, drift_ratio=drift_ratio
+        )
+    )
+    det.models["acme"] = det.fit(normal_rows(1000), trained_at=T0.timestamp())
+    caplog.set_level("INFO", logger="detectors.model")
+    shares = [_flagged_share(det, _shifted(500, 1.0)) for _ in range(10)]
+    assert min(shares[:2]) > 0.5
+    if drift_ratio:
+        assert max(shares[3:]) < 0.05, shares
+        assert "refit on drift" in caplog.text
+        assert det.models["acme"].trained_at > T0.timestamp()
+    else:
+        assert min(shares) > 0.5, shares
+        assert "refit on drift" not in caplog.text
+        assert det.models["acme"].trained_at == T0.timestamp()
+
+
+def test_a_drift_refit_that_does_not_help_waits_twice_as_long_for_the_next() -> None:
+    """Half the rows are far off and flagged by a usage detector too (so never learned):
+    no refit can bring the share the model flags down. Refits come after 1,000, then
+    2,000, 4,000, 8,000 rows scored (``reservoir_rows`` doubling), not every time
+    ``min_train_rows`` clean rows came in."""
+    det = ModelDetector(ModelConfig(min_train_rows=200, reservoir_rows=1000, min_train_seconds=0))
+    det.models["acme"] = det.fit(normal_rows(1000), trained_at=T0.timestamp())
+    fits: list[int] = []
+    batches = 0
+    fit = det.fit
+
+    def counted(rows: Any, *, trained_at: float) -> TenantModel:
+        fits.append(batches)
+        return fit(rows, trained_at=trained_at)
+
+    det.fit = counted  # type: ignore[method-assign]
+    while batches < 30:
+        batches += 1
+        batch = _observations(500)
+        for obs in batch[::2]:
+            assert obs.row is not None
+            obs.row[F_NET_NOVELTY] = 1.0
+            obs.row[0] = 6.0
+            obs.add(Finding("volume", 0.9, "a spike"))
+        assert _flagged_share(det, batch) >= 0.5
+    assert fits == [2, 6, 14, 30]
+
+
+def test_the_reservoir_starts_over_at_each_fit() -> None:
+    """After a long history, a refit learns mostly the rows since the previous fit:
+    10 reservoirs' worth of new rows leave few old ones (algorithm R counted from the
+    fit), where counting from the first row would keep nearly all of them."""
+    det = ModelDetector(
+        ModelConfig(min_train_rows=100, reservoir_rows=500, min_train_seconds=0, drift_ratio=0)
+    )
+    det._keep("acme", np.zeros((50_000, len(FEATURES))), T0.timestamp())
+    det.fit_all(trained_at=T0.timestamp())
+    det._keep("acme", np.ones((5_000, len(FEATURES))), T0.timestamp())
+    rows = det._reservoirs["acme"].rows
+    new_share = float((rows[:, 0] == 1.0).mean())
+    assert new_share > 0.85, new_share
