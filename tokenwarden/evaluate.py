@@ -31,7 +31,8 @@ from typing import Any
 
 import orjson
 
-from ingest import TokenHasher
+from ingest import NORMALIZERS, TokenHasher
+from tokenwarden.formats import normalize
 from tokenwarden.pipeline import Stages
 from tokenwarden.replay import replay
 from tokenwarden.simulate import IMMEDIATE_KINDS
@@ -65,14 +66,24 @@ class Evaluation:
         return bool(self.report["targets"]["met"])
 
 
-def load_event_times(path: Path) -> dict[str, float]:
+def load_event_times(path: Path, hasher: TokenHasher) -> dict[str, float]:
+    """Event id -> epoch time of every event in the file: native events as written, IdP
+    records (an Okta LogEvent, an Auth0 log entry) under the id and time their normalizer
+    gives them, as the replay sees them."""
     times: dict[str, float] = {}
+    foreign: list[Any] = []
     with path.open("rb") as fh:
         for line in fh:
             if line.strip():
                 ev = orjson.loads(line)
-                if "id" in ev:
+                if "action" in ev and "id" in ev:
                     times[ev["id"]] = _ts(ev["time"])
+                else:
+                    foreign.append(ev)
+    if foreign:
+        parsed = normalize(foreign, formats=NORMALIZERS, fmt=None, hasher=hasher, tenant=None)
+        for event in parsed.events:
+            times[event.id] = event.time.timestamp()
     return times
 
 
@@ -89,7 +100,7 @@ def run_evaluation(
         events_path, stages=stages, hasher=hasher, detections_out=buf, batch_size=batch_size
     )
     detections = [orjson.loads(line) for line in buf.getvalue().splitlines() if line]
-    report = score(detections, labels, load_event_times(events_path))
+    report = score(detections, labels, load_event_times(events_path, hasher))
     report["replay"] = {
         "events": stats.events,
         "rejected": len(stats.rejected),

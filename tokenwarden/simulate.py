@@ -21,7 +21,12 @@ Benign events that must not raise an alarm by themselves, labelled as ``benign``
 Attacks, labelled with kind, tenant, entity, start, and the ids of their events:
 
 * ``refresh_replay`` — an already rotated refresh token replayed from a new network, and the
-  stolen access token used;
+  stolen access token used. The second one of each tenant is logged the way an IdP that
+  detects the reuse itself logs it: an Okta System Log ``app.oauth2.as.token.detect_reuse``
+  LogEvent (odd tenants) or an Auth0 ``ferrt`` tenant log entry (even tenants), each with
+  the tenant name a forwarder adds (``org`` / ``tenant_name``); ``evaluate`` replays them
+  through the Okta and Auth0 normalizers (labels name them ``okta:<uuid>`` and
+  ``auth0:<log_id>``, the ids those give);
 * ``parallel_use`` — the current access token used from another network seconds after the
   agent used it;
 * ``scope_escalation`` — the agent exercises a delete scope it was granted but never used,
@@ -179,6 +184,7 @@ class Simulator:
         self.attacks: list[dict[str, Any]] = []
         self.benign: list[dict[str, Any]] = []
         self._attacker = 0
+        self._replays: dict[str, int] = {}  # tenant -> refresh replays injected
 
     # -- output -----------------------------------------------------------------------
 
@@ -532,8 +538,11 @@ class Simulator:
             gen = self._gen_at(s, start)
         net = self._attacker_net()
         stolen = f"{s.family}-stolen{gen}"
-        ids = [
-            self.emit(
+        nth = self._replays[s.tenant] = self._replays.get(s.tenant, 0) + 1
+        if nth == 2:
+            first = self._idp_reported_reuse(s, start, net, gen - 1)
+        else:
+            first = self.emit(
                 start,
                 s,
                 "token.refreshed",
@@ -545,13 +554,67 @@ class Simulator:
                 },
                 source={"ip": net[1], "asn": net[0], "user_agent": ATTACKER_UA},
             )
-        ]
+        ids = [first]
         tool = s.agent.tools[0]
         t = start
         for _ in range(3):
             t += self.rng.uniform(2, 20)
             ids.append(self._call(s, t, tool=tool, net=net, ua=ATTACKER_UA, token=f"{stolen}-at"))
         self._label("refresh_replay", s, start, ids, None, end=t)
+
+    def _idp_reported_reuse(
+        self, s: _Session, t: float, net: tuple[int, str], presented: int
+    ) -> str:
+        """The replay of generation ``presented`` as the IdP logs it when it detects the
+        reuse itself: Okta's ``app.oauth2.as.token.detect_reuse`` (odd tenants) or
+        Auth0's ``ferrt`` (even tenants). Returns the id its normalizer gives it."""
+        raw_id = f"s{self.cfg.seed}-{self._n:07d}"
+        self._n += 1
+        client = f"agent-{s.agent.name}"
+        record: dict[str, Any]
+        if int(s.tenant.removeprefix("tenant") or 1) % 2:
+            record = {
+                "uuid": raw_id,
+                "published": _iso(t),
+                "eventType": "app.oauth2.as.token.detect_reuse",
+                "org": s.tenant,
+                "actor": {"id": client, "type": "PublicClientApp", "displayName": s.agent.name},
+                "client": {
+                    "id": client,
+                    "ipAddress": net[1],
+                    "userAgent": {"rawUserAgent": ATTACKER_UA},
+                },
+                "securityContext": {"asNumber": net[0]},
+                "outcome": {"result": "FAILURE", "reason": "refresh token reuse detected"},
+                "authenticationContext": {"externalSessionId": s.family},
+                "target": [
+                    {"id": s.user, "type": "User", "alternateId": s.user},
+                    {"id": f"{s.family}-rt{presented}", "type": "refresh_token"},
+                ],
+            }
+            event_id = f"okta:{raw_id}"
+        else:
+            record = {
+                "log_id": raw_id,
+                "date": _iso(t),
+                "type": "ferrt",
+                "tenant_name": s.tenant,
+                "client_id": client,
+                "client_name": s.agent.name,
+                "user_id": s.user,
+                "agent_id": s.agent.name,
+                "ip": net[1],
+                "user_agent": ATTACKER_UA,
+                "description": "Unsuccessful Refresh Token exchange, reused refresh token detected",
+                "details": {
+                    "familyId": s.family,
+                    "tokenCounter": presented,
+                    "latestCounter": presented + 1,
+                },
+            }
+            event_id = f"auth0:{raw_id}"
+        self._events.append((t, self._n, record))
+        return event_id
 
     def _parallel_use(self, s: _Session, start: float) -> None:
         when, aud = self._call_after(s, start)

@@ -14,14 +14,16 @@ from typer.testing import CliRunner
 
 from detectors import ModelArtifact
 from tokenwarden.cli import app
-from tokenwarden.evaluate import run_evaluation, score
+from tokenwarden.evaluate import Evaluation, run_evaluation, score
 from tokenwarden.services import build_services
 from tokenwarden.settings import Settings
 from tokenwarden.simulate import IMMEDIATE_KINDS, SimConfig, simulate, write
 
 
 @pytest.fixture(scope="module")
-def evaluated(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+def evaluation(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> tuple[list[dict[str, Any]], dict[str, Any], Evaluation]:
     tmp = tmp_path_factory.mktemp("eval")
     events, labels = simulate(SimConfig(minutes=150, tenants=2, agents=4, seed=11))
     write(events, labels, tmp / "traffic.ndjson", tmp / "labels.json")
@@ -32,7 +34,35 @@ def evaluated(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         )
     finally:
         services.db.dispose()
-    return result.report
+    return events, labels, result
+
+
+@pytest.fixture(scope="module")
+def evaluated(
+    evaluation: tuple[list[dict[str, Any]], dict[str, Any], Evaluation],
+) -> dict[str, Any]:
+    return evaluation[2].report
+
+
+def test_replays_the_idp_reports_as_logged_by_okta_and_auth0(
+    evaluation: tuple[list[dict[str, Any]], dict[str, Any], Evaluation],
+) -> None:
+    """The second refresh replay of each tenant is the IdP's own reuse report, in Okta's
+    (tenant1) and Auth0's (tenant2) log shapes; the normalizers map them and refresh_reuse
+    reports each on that very record."""
+    events, labels, result = evaluation
+    okta = [e for e in events if e.get("eventType") == "app.oauth2.as.token.detect_reuse"]
+    auth0 = [e for e in events if e.get("type") == "ferrt"]
+    assert len(okta) == 1 and len(auth0) == 1
+    for event_id in (f"okta:{okta[0]['uuid']}", f"auth0:{auth0[0]['log_id']}"):
+        (attack,) = [a for a in labels["attacks"] if event_id in a["event_ids"]]
+        assert attack["kind"] == "refresh_replay" and attack["event_ids"][0] == event_id
+        (found,) = [d for d in result.detections if d["event_ids"] == [event_id]]
+        assert found["detector"] == "refresh_reuse" and found["severity"] == "critical"
+        assert found["tenant"] == attack["tenant"]
+        vendor = event_id.split(":")[0]
+        assert f"{vendor} reported reuse of refresh token" in found["reason"]
+    assert result.report["replay"]["rejected"] == 0
 
 
 def test_refresh_reuse_and_parallel_use_are_caught_on_their_first_event(

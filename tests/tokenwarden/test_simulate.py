@@ -9,8 +9,9 @@ import orjson
 import pytest
 from typer.testing import CliRunner
 
-from ingest import AuditEvent, TokenHasher
+from ingest import NORMALIZERS, AuditEvent, TokenHasher
 from tokenwarden.cli import app
+from tokenwarden.formats import normalize
 from tokenwarden.simulate import ATTACK_KINDS, BENIGN_KINDS, SimConfig, simulate
 
 HASHER = TokenHasher(b"k" * 32)
@@ -29,9 +30,18 @@ def test_same_seed_same_traffic_other_seed_other_traffic() -> None:
     assert orjson.dumps(a[0]) != orjson.dumps(c[0])
 
 
+def _normalized(events: list[dict[str, object]]) -> list[AuditEvent]:
+    """The events as the replay sees them: native ones validated, the IdP-shaped ones
+    (Okta, Auth0) through their normalizers; none refused."""
+    parsed = normalize(events, formats=NORMALIZERS, fmt=None, hasher=HASHER, tenant=None)
+    assert parsed.rejected == [] and parsed.ignored == []
+    return parsed.events
+
+
 def test_every_event_is_a_valid_audit_event_in_time_order(small: tuple) -> None:  # type: ignore[type-arg]
     events, _ = small
-    parsed = [AuditEvent.model_validate(e, context={"hasher": HASHER}) for e in events]
+    parsed = _normalized(events)
+    assert len(parsed) == len(events)
     assert [p.time for p in parsed] == sorted(p.time for p in parsed)
     assert len({p.id for p in parsed}) == len(parsed)
     actions = Counter(p.action for p in parsed)
@@ -40,7 +50,7 @@ def test_every_event_is_a_valid_audit_event_in_time_order(small: tuple) -> None:
 
 def test_every_attack_and_benign_scenario_is_labelled_with_real_events(small: tuple) -> None:  # type: ignore[type-arg]
     events, labels = small
-    ids = {e["id"] for e in events}
+    ids = {e.id for e in _normalized(events)}
     attacks = labels["attacks"]
     assert {a["kind"] for a in attacks} == set(ATTACK_KINDS)
     for a in attacks:
