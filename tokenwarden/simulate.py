@@ -188,9 +188,13 @@ class Simulator:
 
     # -- output -----------------------------------------------------------------------
 
-    def emit(self, t: float, session: _Session, action: str, **fields: Any) -> str:
+    def _next_id(self) -> str:
         eid = f"s{self.cfg.seed}-{self._n:07d}"
         self._n += 1
+        return eid
+
+    def emit(self, t: float, session: _Session, action: str, **fields: Any) -> str:
+        eid = self._next_id()
         ev: dict[str, Any] = {
             "id": eid,
             "time": _iso(t),
@@ -568,8 +572,7 @@ class Simulator:
         """The replay of generation ``presented`` as the IdP logs it when it detects the
         reuse itself: Okta's ``app.oauth2.as.token.detect_reuse`` (odd tenants) or
         Auth0's ``ferrt`` (even tenants). Returns the id its normalizer gives it."""
-        raw_id = f"s{self.cfg.seed}-{self._n:07d}"
-        self._n += 1
+        raw_id = self._next_id()
         client = f"agent-{s.agent.name}"
         record: dict[str, Any]
         if int(s.tenant.removeprefix("tenant") or 1) % 2:
