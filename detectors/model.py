@@ -462,7 +462,7 @@ class ModelDetector:
         res.seen += m
         res.since_fit += m
 
-    def _maybe_fit(self, tenant: str, t: float, *, scored: int = 0, flagged: int = 0) -> None:
+    def _maybe_fit(self, tenant: str, t: float, *, scored: int, flagged: int) -> None:
         """Fit the tenant's first model, or refit it when its interval is up or it has
         drifted (module docstring); ``scored``/``flagged``: the batch's rows and how many
         of them the current model flagged."""
@@ -478,8 +478,7 @@ class ModelDetector:
         if model is None:
             if t - (res.first or t) < cfg.min_train_seconds:
                 return  # a first fit needs history spanning min_train_seconds
-            self.models[tenant] = self.fit(res.rows[: res.filled], trained_at=t)
-            res.fitted(drift=False)
+            self._fit_tenant(tenant, res, t, drift=False)
             return
         if res.since_fit < cfg.min_train_rows:
             return
@@ -502,6 +501,10 @@ class ModelDetector:
             )
         else:
             return
+        self._fit_tenant(tenant, res, t, drift=drift)
+
+    def _fit_tenant(self, tenant: str, res: _Reservoir, t: float, *, drift: bool) -> None:
+        """Fit the tenant's model on its reservoir and start counting afresh."""
         self.models[tenant] = self.fit(res.rows[: res.filled], trained_at=t)
         res.fitted(drift=drift)
 
@@ -541,8 +544,7 @@ class ModelDetector:
         """Fit every tenant that has enough clean rows; the artifact to save."""
         for tenant, res in self._reservoirs.items():
             if res.filled >= self.config.min_train_rows:
-                self.models[tenant] = self.fit(res.rows[: res.filled], trained_at=trained_at)
-                res.fitted(drift=False)
+                self._fit_tenant(tenant, res, trained_at, drift=False)
         return ModelArtifact(tenants=dict(self.models))
 
     def reservoir_sizes(self) -> dict[str, int]:
