@@ -6,7 +6,8 @@ from detectors.destination import DestinationConfig, DestinationDetector
 from detectors.detection import Detection, Severity
 from detectors.engine import Engine, EngineConfig
 from detectors.features import FEATURES, Finding, Observation, UsageDetector, upgrade_state
-from detectors.model import ModelArtifact, ModelConfig, ModelDetector, ModelFileError
+from detectors.model import ModelConfig, ModelDetector
+from detectors.model_artifact import ModelArtifact, ModelFileError
 from detectors.network import network_of
 from detectors.refresh_reuse import RefreshReuseConfig, RefreshReuseDetector
 from detectors.registry import DETECTORS, UnknownDetector, build_detectors, build_engine

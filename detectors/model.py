@@ -6,9 +6,11 @@ novelty and weight, network novelty and switch rate, user-agent and destination 
 distinct tools over the usual, how typical the hour of day is).
 
 * **Scoring is batched:** the Engine hands the model every row of a batch at once
-  (``score_batch``); one ``score_samples`` call per tenant and batch. Scoring one row per
-  call costs ~3.6 ms here, a 10k-row batch ~3 µs per row. In the embedded service the
-  Engine runs in a worker thread, off the event loop.
+  (``score_batch``); the rows of a tenant outside its training ranges are scored in one
+  numpy walk of all its trees (``detectors.forest``; scikit-learn's ``score_samples`` costs
+  3.6-8 ms per call in dispatch alone at 100 trees, which per-tenant calls on every batch
+  cannot afford). In the embedded service the Engine runs in a worker
+  thread, off the event loop.
 * **Score:** the forest's anomaly score ``a`` (0..1, higher = easier to isolate) against the
   tenant's ``quantile`` (99.9 %) of its training scores ``q``: ``score = max_score *
   min(1, (a - q) / span)``, nothing below ``q``. ``a`` is the forest's score plus 0.1 x how
@@ -20,7 +22,7 @@ distinct tools over the usual, how typical the hour of day is).
 * **Explanations:** for a flagged row, each feature in turn is set to its training median
   and the row rescored (all such rows of a batch in one call); the features whose reset
   lowers the score most are named in the reason (``top_features`` in the evidence).
-* **Training:** ``tokenwarden train --from FILE.ndjson --out model.joblib`` replays history
+* **Training:** ``tokenwarden train --from FILE.ndjson --out model.npz`` replays history
   through the usage detectors and fits one forest per tenant on the rows none of them
   flagged (score >= 0.7 or critical; moderate findings stay in, or the forest could not
   split on the novelty features at all). Rows the model itself flagged are learned too: a
@@ -43,40 +45,37 @@ distinct tools over the usual, how typical the hour of day is).
   ``drift_ratio`` times that share, it is refitted at once from the rows kept since; a
   drift refit that does not help waits twice as many rows for the next (back to
   ``reservoir_rows`` after a scheduled refit). ``drift_ratio = 0`` turns it off.
-* **Files:** ``path`` (``[detectors.model] path = "…"``) is loaded when the detector is
-  built. The file is a joblib (pickle) file with the format name, ``MODEL_VERSION``, the
-  feature list, the scikit-learn version and one forest per tenant; a file whose format,
-  version or feature list differs is refused. **Loading a pickle runs code: load only model
-  files you trained yourself, and keep them as protected as the code.**
+* **Saving and loading:** a fitted model is data, not code (``detectors.model_artifact``:
+  the forest as arrays, ``detectors.forest``, in an ``.npz`` archive read without pickle).
+  ``path`` (``[detectors.model] path = "…"``) is loaded when the detector is built; the
+  service then ``adopt``s each tenant's stored model that is newer, with the rows it was
+  fitted on, so a restart scores at once and refits on schedule from where it was. What
+  this detector fits, ``take_fitted`` hands out once, to be saved with the batch that
+  fitted it (``tokenwarden.learned_models``). ``refit_from`` fits stored rows again with
+  the current parameters (``tokenwarden train --from-store``).
 
-State: none in the state mapping; the forests (~1 MB per tenant at 100 trees) and the
-training reservoirs (``reservoir_rows`` * 11 floats per tenant) live in the detector.
+State: none in the state mapping; the forests (~0.7 MB per tenant at 100 trees in memory,
+~0.1 MB stored) and the training reservoirs (``reservoir_rows`` * 11 floats per tenant)
+live in the detector, and in the store from each fit on.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any, ClassVar
 
 from detectors.base import State
 from detectors.detection import Detection
 from detectors.features import F_HOUR, FEATURES, N_FEATURES, Finding, Observation
+from detectors.forest import Forest
+from detectors.model_artifact import ModelArtifact, TenantModel
 from detectors.volume import hour_factor_of, population_key
 
 log = logging.getLogger(__name__)
-
-MODEL_FORMAT = "tokenwarden-model"
-MODEL_VERSION = 1
-#: how much a row beyond the training ranges adds to the forest's anomaly score
-EXCESS_WEIGHT = 0.1
-
-
-class ModelFileError(ValueError):
-    """A model file that is not ours, or was trained on another feature list."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,104 +112,6 @@ class ModelConfig:
 
 
 @dataclass(slots=True)
-class TenantModel:
-    """One tenant's forest and what it needs to score and explain.
-
-    ``low``/``high``: each feature's ``gate_quantile`` range in the training rows. A row
-    inside every range is taken as an inlier without being scored (most rows are: the
-    gate is what makes the model cheap); ``gate_leak`` is the share of training rows over
-    the threshold that the gate would have let through unscored (reported, ~0).
-    """
-
-    forest: Any
-    threshold: float
-    medians: list[float]
-    rows: int
-    trained_at: float
-    low: list[float] = field(default_factory=list)
-    high: list[float] = field(default_factory=list)
-    gate_leak: float = 0.0
-
-    _paths: Any = None
-
-    def forest_anomaly(self, rows: Any) -> Any:
-        """The IsolationForest anomaly score ``2^(-E[h(x)] / c(max_samples))`` of each row,
-        computed straight from the fitted trees (``score_samples`` costs ~8 ms per call in
-        dispatch overhead alone at 100 trees, which per-tenant calls on every batch cannot
-        afford); equal to ``-forest.score_samples(rows)``."""
-        if self._paths is None:
-            self._paths = _PathTables.of(self.forest)
-        return self._paths.anomaly(rows)
-
-    def anomaly(self, rows: Any) -> Any:
-        """The forest's score plus ``EXCESS_WEIGHT`` x how far (in training spans, at most
-        1) a row lies outside the training ranges: a forest cannot tell a value beyond
-        the largest it was trained on from that largest one."""
-        import numpy as np
-
-        score = self.forest_anomaly(rows)
-        if self.low:
-            low = np.asarray(self.low)
-            high = np.asarray(self.high)
-            span = np.maximum(high - low, 0.1)
-            excess = (np.maximum(rows - high, 0.0) + np.maximum(low - rows, 0.0)) / span
-            score = score + EXCESS_WEIGHT * np.minimum(excess.sum(axis=1), 1.0)
-        return score
-
-
-def _average_path_length(n: Any) -> Any:
-    """c(n): the average path length of an unsuccessful BST search in n points
-    (Liu et al., Isolation Forest, 2008), as scikit-learn computes it."""
-    import numpy as np
-
-    n = np.asarray(n, dtype=np.float64)
-    out = np.zeros_like(n)
-    out[n == 2] = 1.0
-    big = n > 2
-    out[big] = 2.0 * (np.log(n[big] - 1.0) + np.euler_gamma) - 2.0 * (n[big] - 1.0) / n[big]
-    return out
-
-
-@dataclass(slots=True)
-class _PathTables:
-    """Per tree: the fitted tree and, per node, ``depth + c(samples in node)``."""
-
-    trees: list[Any]
-    adjusted: list[Any]
-    denominator: float
-
-    @classmethod
-    def of(cls, forest: Any) -> _PathTables:
-        import numpy as np
-
-        trees = []
-        adjusted = []
-        for est in forest.estimators_:
-            tree = est.tree_
-            left, right = tree.children_left, tree.children_right
-            depth = np.zeros(tree.node_count, dtype=np.float64)
-            for node in range(tree.node_count):  # parents come before children
-                if left[node] != -1:
-                    depth[left[node]] = depth[node] + 1.0
-                    depth[right[node]] = depth[node] + 1.0
-            trees.append(tree)
-            adjusted.append(depth + _average_path_length(tree.n_node_samples))
-        denominator = len(trees) * float(_average_path_length([forest._max_samples])[0])
-        return cls(trees, adjusted, denominator)
-
-    def anomaly(self, rows: Any) -> Any:
-        import numpy as np
-
-        x = np.ascontiguousarray(rows, dtype=np.float32)
-        depths = np.zeros(len(x), dtype=np.float64)
-        for tree, adj in zip(self.trees, self.adjusted, strict=True):
-            depths += adj[tree.apply(x)]
-        if self.denominator == 0:
-            return np.ones(len(x))
-        return 2.0 ** (-depths / self.denominator)
-
-
-@dataclass(slots=True)
 class _Reservoir:
     rows: Any  # numpy array (capacity, N_FEATURES)
     first: float | None = None  # event time of the first row kept
@@ -231,77 +132,6 @@ class _Reservoir:
         self.drift_refits = self.drift_refits + 1 if drift else 0
 
 
-@dataclass(slots=True)
-class ModelArtifact:
-    """What a model file holds."""
-
-    tenants: dict[str, TenantModel] = field(default_factory=dict)
-    features: tuple[str, ...] = FEATURES
-    created: str = ""
-
-    def save(self, path: Path) -> None:
-        import joblib  # type: ignore[import-untyped]
-        import sklearn  # type: ignore[import-untyped]
-
-        payload = {
-            "format": MODEL_FORMAT,
-            "version": MODEL_VERSION,
-            "features": list(self.features),
-            "created": self.created or datetime.now(UTC).isoformat(),
-            "sklearn": sklearn.__version__,
-            "tenants": {
-                name: {
-                    "forest": m.forest,
-                    "threshold": m.threshold,
-                    "medians": m.medians,
-                    "rows": m.rows,
-                    "trained_at": m.trained_at,
-                    "low": m.low,
-                    "high": m.high,
-                    "gate_leak": m.gate_leak,
-                }
-                for name, m in self.tenants.items()
-            },
-        }
-        joblib.dump(payload, path, compress=3)
-
-    @classmethod
-    def load(cls, path: Path) -> ModelArtifact:
-        """Load a model file we wrote (a pickle: only from trusted files)."""
-        import joblib
-
-        try:
-            payload = joblib.load(path)
-        except FileNotFoundError:
-            raise ModelFileError(f"model file {path} does not exist") from None
-        if not isinstance(payload, dict) or payload.get("format") != MODEL_FORMAT:
-            raise ModelFileError(f"{path} is not a tokenwarden model file")
-        if payload.get("version") != MODEL_VERSION:
-            raise ModelFileError(
-                f"{path} is model format version {payload.get('version')}, "
-                f"this build reads {MODEL_VERSION}"
-            )
-        if tuple(payload.get("features", ())) != FEATURES:
-            raise ModelFileError(
-                f"{path} was trained on features {payload.get('features')}, "
-                f"this build computes {list(FEATURES)}; train it again"
-            )
-        tenants = {
-            str(name): TenantModel(
-                forest=m["forest"],
-                threshold=float(m["threshold"]),
-                medians=[float(v) for v in m["medians"]],
-                rows=int(m["rows"]),
-                trained_at=float(m["trained_at"]),
-                low=[float(v) for v in m["low"]],
-                high=[float(v) for v in m["high"]],
-                gate_leak=float(m["gate_leak"]),
-            )
-            for name, m in payload["tenants"].items()
-        }
-        return cls(tenants=tenants, created=str(payload.get("created", "")))
-
-
 class ModelDetector:
     """A learned outlier score (IsolationForest per tenant) over the usage features,
     scored in batches; its findings name the features that made the row unusual."""
@@ -314,9 +144,13 @@ class ModelDetector:
         self.config = config or ModelConfig()
         if artifact is None and self.config.path:
             artifact = ModelArtifact.load(Path(self.config.path))
-        self.models: dict[str, TenantModel] = dict(artifact.tenants) if artifact else {}
+        self.models: dict[str, TenantModel] = {}
         self._reservoirs: dict[str, _Reservoir] = {}
         self._rng: Any = None  # numpy Generator, made on first use
+        #: tenants fitted since the last ``take_fitted``
+        self._fitted: set[str] = set()
+        if artifact is not None:
+            self.adopt(artifact)
 
     @classmethod
     def from_config(cls, params: dict[str, Any]) -> ModelDetector:
@@ -507,6 +341,64 @@ class ModelDetector:
         """Fit the tenant's model on its reservoir and start counting afresh."""
         self.models[tenant] = self.fit(res.rows[: res.filled], trained_at=t)
         res.fitted(drift=drift)
+        self._fitted.add(tenant)
+
+    # -- saving and loading -----------------------------------------------------------
+
+    def adopt(self, artifact: ModelArtifact) -> list[str]:
+        """Take the artifact's model of each tenant that has none here or an older one
+        (by ``trained_at``, event time), and the rows it was fitted on as the tenant's
+        sample to refit from (the refit schedule goes on from ``trained_at``). Returns
+        the tenants taken."""
+        import numpy as np
+
+        taken = []
+        cap = self.config.reservoir_rows
+        for tenant, model in artifact.tenants.items():
+            current = self.models.get(tenant)
+            if current is not None and current.trained_at >= model.trained_at:
+                continue
+            self.models[tenant] = model
+            taken.append(tenant)
+            sample = artifact.samples.get(tenant)
+            if sample is None:
+                continue
+            rows = np.empty((cap, N_FEATURES), dtype=np.float64)
+            kept = sample[:cap]
+            rows[: len(kept)] = kept
+            res = _Reservoir(rows=rows, first=model.trained_at, filled=len(kept))
+            res.fitted(drift=False)
+            self._reservoirs[tenant] = res
+        return taken
+
+    def take_fitted(self) -> ModelArtifact | None:
+        """The tenants' models fitted since the last call, with the rows each was fitted
+        on (to save: ``adopt`` takes them back), or None."""
+        if not self._fitted:
+            return None
+        tenants = sorted(self._fitted & set(self.models))
+        self._fitted.clear()
+        samples = {}
+        for tenant in tenants:
+            res = self._reservoirs.get(tenant)
+            if res is not None and res.filled:
+                samples[tenant] = res.rows[: res.filled].copy()
+        return ModelArtifact(tenants={t: self.models[t] for t in tenants}, samples=samples)
+
+    def refit_from(
+        self, artifact: ModelArtifact, *, trained_at: float | None = None
+    ) -> ModelArtifact:
+        """Fit every tenant of ``artifact`` that kept enough rows, from those rows, with
+        this detector's configuration (``tokenwarden train --from-store``)."""
+        fitted = ModelArtifact()
+        for tenant, sample in artifact.samples.items():
+            if len(sample) < self.config.min_train_rows:
+                continue
+            old = artifact.tenants.get(tenant)
+            at = trained_at if trained_at is not None else (old.trained_at if old else 0.0)
+            fitted.tenants[tenant] = self.fit(sample, trained_at=at)
+            fitted.samples[tenant] = sample
+        return fitted
 
     def fit(self, rows: Any, *, trained_at: float) -> TenantModel:
         """Fit one tenant's forest on clean rows."""
@@ -521,16 +413,17 @@ class ModelDetector:
             n_jobs=1,
         )
         forest.fit(rows)
+        packed = Forest.of(forest, N_FEATURES)
         low = np.quantile(rows, cfg.gate_quantile, axis=0)
         high = np.quantile(rows, 1.0 - cfg.gate_quantile, axis=0)
-        model = TenantModel(forest, 0.0, [], len(rows), trained_at, list(low), list(high))
+        model = TenantModel(packed, 0.0, [], len(rows), trained_at, list(low), list(high))
         anomaly = model.anomaly(rows)
         threshold = float(np.quantile(anomaly, cfg.quantile))
         over = anomaly > threshold
         inside = ~((rows < low) | (rows > high)).any(axis=1)
         leak = float((over & inside).sum() / max(1, over.sum()))
         return TenantModel(
-            forest=forest,
+            forest=packed,
             threshold=threshold,
             medians=[float(v) for v in np.median(rows, axis=0)],
             rows=len(rows),
@@ -541,11 +434,12 @@ class ModelDetector:
         )
 
     def fit_all(self, *, trained_at: float) -> ModelArtifact:
-        """Fit every tenant that has enough clean rows; the artifact to save."""
+        """Fit every tenant that has enough clean rows; the models fitted, with their rows
+        (``take_fitted``)."""
         for tenant, res in self._reservoirs.items():
             if res.filled >= self.config.min_train_rows:
                 self._fit_tenant(tenant, res, trained_at, drift=False)
-        return ModelArtifact(tenants=dict(self.models))
+        return self.take_fitted() or ModelArtifact()
 
     def reservoir_sizes(self) -> dict[str, int]:
         return {tenant: res.filled for tenant, res in self._reservoirs.items()}

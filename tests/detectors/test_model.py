@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -14,11 +13,10 @@ from detectors import (
     ModelArtifact,
     ModelConfig,
     ModelDetector,
-    ModelFileError,
     build_detectors,
 )
 from detectors.features import F_NET_NOVELTY, F_SCOPE_WEIGHT, Finding, Observation
-from detectors.model import TenantModel
+from detectors.model_artifact import TenantModel
 from tests.detectors.usage import T0, engine_run, event
 
 RNG = np.random.default_rng(3)
@@ -31,13 +29,6 @@ def normal_rows(n: int) -> Any:
     rows[:, F_NET_NOVELTY] = (RNG.random(n) < 0.02) * 0.3
     rows[:, -1] = 1.0
     return rows
-
-
-def test_the_fast_scorer_is_scikit_learns_score() -> None:
-    det = ModelDetector(ModelConfig(min_train_rows=100))
-    model = det.fit(normal_rows(2000), trained_at=0.0)
-    probe = np.vstack([normal_rows(200), RNG.normal(0, 3, (50, len(FEATURES)))])
-    assert np.allclose(model.forest_anomaly(probe), -model.forest.score_samples(probe))
 
 
 def _observations(n: int, tenant: str = "acme") -> list[Observation]:
@@ -100,31 +91,6 @@ def test_it_runs_inside_the_engine_without_per_event_scoring() -> None:
     engine_run(engine, events, {})
     assert model.models["acme"].rows >= 100
     assert model.detect(events[0], {}, events[0].time) == []
-
-
-def test_a_model_file_round_trips_and_foreign_files_are_refused(tmp_path: Path) -> None:
-    det = ModelDetector(ModelConfig(min_train_rows=100))
-    det.models["acme"] = det.fit(normal_rows(500), trained_at=123.0)
-    path = tmp_path / "model.joblib"
-    ModelArtifact(tenants=dict(det.models)).save(path)
-    loaded = ModelDetector.from_config({"path": str(path)})
-    assert loaded.models["acme"].trained_at == 123.0
-    probe = normal_rows(20)
-    assert np.allclose(loaded.models["acme"].anomaly(probe), det.models["acme"].anomaly(probe))
-
-    import joblib  # type: ignore[import-untyped]
-
-    other = tmp_path / "other.joblib"
-    joblib.dump(
-        {"format": "tokenwarden-model", "version": 1, "features": ["x"], "tenants": {}}, other
-    )
-    with pytest.raises(ModelFileError, match="train it again"):
-        ModelArtifact.load(other)
-    joblib.dump([1, 2, 3], other)
-    with pytest.raises(ModelFileError, match="not a tokenwarden model"):
-        ModelArtifact.load(other)
-    with pytest.raises(ModelFileError, match="does not exist"):
-        ModelArtifact.load(tmp_path / "missing.joblib")
 
 
 def _shifted(n: int, shift: float) -> list[Observation]:
@@ -215,3 +181,58 @@ def test_the_reservoir_starts_over_at_each_fit() -> None:
     rows = det._reservoirs["acme"].rows
     new_share = float((rows[:, 0] == 1.0).mean())
     assert new_share > 0.85, new_share
+
+
+def test_a_fitted_model_is_handed_out_once_with_its_rows_and_adopted_back() -> None:
+    """What the service saves (``take_fitted``) is what a restarted one resumes from
+    (``adopt``): the same scores, the rows to refit from, the schedule from ``trained_at``."""
+    cfg = ModelConfig(min_train_rows=200, reservoir_rows=400, min_train_seconds=600)
+    det = ModelDetector(cfg)
+    assert det.take_fitted() is None
+    det.score_batch(_observations(250), {})
+    det.score_batch([Observation(event(3600))], {})
+    saved = det.take_fitted()
+    assert saved is not None and set(saved.tenants) == {"acme"}
+    assert saved.samples["acme"].shape == (251, len(FEATURES))
+    assert det.take_fitted() is None, "handed out once"
+
+    restarted = ModelDetector(cfg, ModelArtifact.from_bytes(saved.to_bytes()))
+    probe = np.vstack([normal_rows(30), np.full((2, len(FEATURES)), 3.0)])
+    assert np.array_equal(
+        restarted.models["acme"].anomaly(probe), det.models["acme"].anomaly(probe)
+    )
+    assert restarted.reservoir_sizes() == {"acme": 251}
+    assert restarted.take_fitted() is None, "an adopted model is not saved again"
+    # the refit schedule goes on from trained_at: not before refit_interval_seconds
+    trained_at = det.models["acme"].trained_at
+    restarted.score_batch(_observations(250), {})
+    assert restarted.models["acme"].trained_at == trained_at
+    late = _observations(250)
+    for obs in late:
+        obs.t = trained_at + cfg.refit_interval_seconds
+    restarted.score_batch(late, {})
+    assert restarted.models["acme"].trained_at == trained_at + cfg.refit_interval_seconds
+
+
+def test_adopt_keeps_the_newer_of_two_models() -> None:
+    det = ModelDetector(ModelConfig(min_train_rows=100))
+    det.models["acme"] = det.fit(normal_rows(300), trained_at=500.0)
+    older = ModelArtifact(tenants={"acme": det.fit(normal_rows(300), trained_at=100.0)})
+    newer = ModelArtifact(tenants={"acme": det.fit(normal_rows(300), trained_at=900.0)})
+    assert det.adopt(older) == []
+    assert det.models["acme"].trained_at == 500.0
+    assert det.adopt(newer) == ["acme"]
+    assert det.models["acme"].trained_at == 900.0
+
+
+def test_refit_from_fits_each_tenant_that_kept_enough_rows_with_the_current_settings() -> None:
+    stored = ModelArtifact(samples={"acme": normal_rows(300), "globex": normal_rows(50)})
+    stored.tenants["acme"] = ModelDetector(ModelConfig(min_train_rows=100)).fit(
+        normal_rows(300), trained_at=42.0
+    )
+    det = ModelDetector(ModelConfig(min_train_rows=100, n_estimators=7))
+    refit = det.refit_from(stored)
+    assert set(refit.tenants) == {"acme"}, "globex kept too few rows"
+    assert len(refit.tenants["acme"].forest.roots) == 7
+    assert refit.tenants["acme"].trained_at == 42.0
+    assert refit.samples["acme"] is stored.samples["acme"]
