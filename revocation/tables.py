@@ -13,6 +13,7 @@ from sqlalchemy import (
     Float,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -236,6 +237,19 @@ detector_state = Table(
     Column("updated_at", UTCDateTime, nullable=False),
 )
 
+#: The ``model`` detector's fitted model per tenant (``detectors.model_artifact``: a
+#: pickle-free archive of the forest and the rows it was fitted on), saved with the batch
+#: whose traffic fitted it and loaded at start; the newest ``trained_at`` (event time) wins.
+detector_models = Table(
+    "detector_models",
+    metadata,
+    Column("tenant", Id, primary_key=True),
+    Column("trained_at", UTCDateTime, nullable=False),
+    Column("rows", Integer, nullable=False),
+    Column("artifact", LargeBinary, nullable=False),
+    Column("saved_at", UTCDateTime, nullable=False),
+)
+
 #: Accepted SETs by ``(issuer, jti)`` until ``expires_at`` (RFC 8417 §2.2 ``jti``): a
 #: redelivered SET is answered like the first delivery and acted on once.
 ssf_jti = Table(
@@ -303,6 +317,7 @@ __all__ = [
     "audit_head",
     "audit_log",
     "detections",
+    "detector_models",
     "detector_state",
     "families",
     "instance_secrets",

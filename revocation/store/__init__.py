@@ -19,6 +19,7 @@ from revocation.store.audit import (
     verify_chain,
 )
 from revocation.store.checks import ALLOW_REASON, CheckResult, check
+from revocation.store.detector_models import StoredModel, list_models, load_models, save_models
 from revocation.store.families import (
     TOKEN_ACTIONS,
     FamilyView,
@@ -57,6 +58,7 @@ __all__ = [
     "OrderOutcome",
     "OrderSummary",
     "OrderView",
+    "StoredModel",
     "TokenView",
     "acknowledge",
     "alerts",
@@ -74,8 +76,10 @@ __all__ = [
     "list_alerts",
     "list_audit",
     "list_detections",
+    "list_models",
     "list_orders",
     "list_switches",
+    "load_models",
     "load_state",
     "outbox",
     "record_and_apply",
@@ -84,6 +88,7 @@ __all__ = [
     "release_kill_switch",
     "retry_pending",
     "save_detections",
+    "save_models",
     "save_state",
     "scope_of",
     "summarize",

@@ -25,6 +25,7 @@ EXPECTED_TABLES = {
     "kill_switches",
     "audit_log",
     "detector_state",
+    "detector_models",
     "ssf_jti",
     "ssf_streams",
     "outbox",
@@ -55,7 +56,7 @@ def test_upgrade_is_idempotent_and_reaches_head(engine: sa.Engine) -> None:
     head = ScriptDirectory.from_config(alembic_config()).get_current_head()
     with engine.connect() as conn:
         current = MigrationContext.configure(conn).get_current_revision()
-    assert head == "0004"
+    assert head == "0005"
     assert current == head
 
 
