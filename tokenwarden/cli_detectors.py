@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import sys
 import tempfile
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -104,22 +105,58 @@ def evaluate(
 
 def train(
     source: Annotated[
-        Path,
+        Path | None,
         typer.Option("--from", help="NDJSON history of AuditEvents", exists=True, dir_okay=False),
-    ],
-    out: Annotated[Path, typer.Option("--out", help="model file to write")] = Path(
-        "tokenwarden-model.joblib"
-    ),
+    ] = None,
+    from_store: Annotated[
+        bool,
+        typer.Option(
+            "--from-store",
+            help="refit each stored model (saved by the service) from the rows it was fitted on",
+        ),
+    ] = False,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", help="model file to write (default tokenwarden-model.npz)"),
+    ] = None,
+    to_store: Annotated[
+        bool,
+        typer.Option(
+            "--store",
+            help="save the models in the configured database (loaded at the service's start)",
+        ),
+    ] = False,
     config: Annotated[Path | None, typer.Option("--config", "-c", help="TOML config file")] = None,
 ) -> None:
-    """Fit the learned-outlier model (one forest per tenant) from history and save it."""
+    """Fit the learned-outlier model (one forest per tenant) from history and save it.
+
+    --from FILE writes a file (--out) unless --store is given; --from-store saves back to
+    the store, and to a file with --out."""
     from tokenwarden.cli import _settings
+    from tokenwarden.db import make_engine, upgrade
+    from tokenwarden.train import save_to_store, train_from_store
     from tokenwarden.train import train as run_training
 
+    if (source is None) == (not from_store):
+        typer.echo("error: give either --from FILE or --from-store", err=True)
+        raise typer.Exit(2)
     settings = _settings(config)
     tune_gc()
-    result = run_training(source, out, params=settings.detectors)
-    typer.echo(f"{result.events} events replayed ({result.rejected} rejected)")
+    db = None
+    if from_store or to_store:
+        db = make_engine(settings.database_url)
+        upgrade(db)
+    if source is not None:
+        result, artifact = run_training(source, params=settings.detectors)
+        typer.echo(f"{result.events} events replayed ({result.rejected} rejected)")
+        if out is None and not to_store:
+            out = Path("tokenwarden-model.npz")
+    else:
+        assert db is not None
+        result, artifact = train_from_store(db, params=settings.detectors)
+        to_store = True
+        for tenant, error in sorted(result.unreadable.items()):
+            typer.echo(f"  {tenant}: stored model not readable ({error}), skipped")
     for tenant, rows in sorted(result.tenants.items()):
         typer.echo(f"  {tenant}: trained on {rows} clean rows")
     for tenant in result.skipped:
@@ -127,10 +164,16 @@ def train(
     if not result.tenants:
         typer.echo("error: no tenant had enough history to train", err=True)
         raise typer.Exit(1)
-    typer.echo(
-        f'model saved to {out}; load it with [detectors.model] path = "{out}" '
-        "(a pickle: keep it as protected as the code)"
-    )
+    if out is not None:
+        artifact.save(out)
+        typer.echo(f'model saved to {out}; load it with [detectors.model] path = "{out}"')
+    if to_store and db is not None:
+        written = save_to_store(db, artifact, now=datetime.now(UTC))
+        for tenant in sorted(set(artifact.tenants) - set(written)):
+            typer.echo(f"  {tenant}: the store holds a newer model, kept")
+        typer.echo(
+            f"{len(written)} model(s) saved to the store; the service loads them at its next start"
+        )
 
 
 def register(app: typer.Typer) -> None:

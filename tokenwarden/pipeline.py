@@ -28,7 +28,7 @@ from typing import Any, Protocol
 import sqlalchemy as sa
 import structlog
 
-from detectors import Detection, Engine
+from detectors import Detection, Engine, ModelArtifact
 from ingest import AuditEvent
 from revocation import OrderOutcome, Policy, RevocationOrder, Routing, retry_pending, store
 from revocation.delivery import Scope
@@ -36,6 +36,7 @@ from revocation.store.audit import append_audit_many
 from revocation.store.outbox import Claimed
 from revocation.txn import writing
 from tokenwarden.db import checkpoint_wal
+from tokenwarden.learned_models import take_fitted
 from tokenwarden.state import TrackedState
 
 log = structlog.get_logger("tokenwarden.pipeline")
@@ -89,6 +90,8 @@ class BatchResult:
     #: (position in ``events``, error) of the events the detectors raised on, left out
     #: of detection (``Stages.detect``)
     failed: list[tuple[int, str]] = field(default_factory=list)
+    #: the ``model`` detector's models this batch's traffic fitted, saved with the batch
+    models: ModelArtifact | None = None
 
 
 class Stages:
@@ -140,6 +143,7 @@ class Stages:
             seconds=time.perf_counter() - started,
             detected_at=time.perf_counter(),
             failed=failed,
+            models=take_fitted(self.engine),
         )
 
     def _isolating(
@@ -190,6 +194,8 @@ class Stages:
                     store.save_detections(conn, detections=result.detections, audit=audit, now=now)
                 if result.changed or result.deleted:
                     store.save_state(conn, changed=result.changed, deleted=result.deleted, now=now)
+                if result.models is not None:
+                    store.save_models(conn, artifact=result.models, now=now)
                 recorded, outcomes = store.record_and_apply(
                     conn,
                     orders=result.orders,

@@ -17,6 +17,7 @@ from revocation import Policy, PolicyError, store
 from revocation.store.policy_config import StoredPolicy, get_policy_config
 from tokenwarden.db import get_or_create_secret, make_engine, upgrade
 from tokenwarden.formats import build_formats
+from tokenwarden.learned_models import adopt_stored
 from tokenwarden.pipeline import Stages
 from tokenwarden.rejected import RejectedLog
 from tokenwarden.revocation_runtime import build_routing
@@ -113,16 +114,18 @@ def build_services(
     db = make_engine(settings.database_url)
     if migrate:
         upgrade(db)
+    engine = build_engine(settings.enabled_detectors, settings.detectors)
     with db.connect() as conn:
         state = TrackedState(store.load_state(conn) if load_state else {})
         stored = get_policy_config(conn)
+        adopt_stored(engine, conn)
     if upgrade_state(state):  # a snapshot saved before the per-entity records: move it now
         changed, deleted = state.take_changes()
         with db.begin() as conn:
             store.save_state(conn, changed=changed, deleted=deleted, now=datetime.now(UTC))
     stages = Stages(
         db=db,
-        engine=build_engine(settings.enabled_detectors, settings.detectors),
+        engine=engine,
         policy=active_policy(settings, stored),
         state=state,
         routing=build_routing(settings.revocation),

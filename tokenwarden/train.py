@@ -1,11 +1,18 @@
 """``tokenwarden train``: fit the ``model`` detector's per-tenant forests from history.
 
-The history (an NDJSON file of AuditEvents, e.g. a SIEM export or ``tokenwarden
-simulate`` output) is replayed through the usage detectors exactly as the Engine runs them,
-so the model learns the same feature rows it will score; rows any detector flagged are left
-out. One IsolationForest per tenant with at least ``min_train_rows`` clean rows is fitted
-and saved with the format version and the feature list (``detectors.model``). Token ids
-are hashed under a throw-away key: training looks at token families only to relate events.
+* ``--from FILE.ndjson``: the history (AuditEvents, e.g. a SIEM export or ``tokenwarden
+  simulate`` output) is replayed through the usage detectors exactly as the Engine runs
+  them, so the model learns the same feature rows it will score; rows any detector flagged
+  are left out. Token ids are hashed under a throw-away key: training looks at token
+  families only to relate events.
+* ``--from-store``: the rows each stored model (``detector_models``, saved by the service
+  whenever it fits one) was fitted on are fitted again with the configured
+  ``[detectors.model]`` parameters — after changing ``n_estimators`` or ``quantile``, say,
+  without waiting for the next scheduled refit.
+
+One IsolationForest per tenant with at least ``min_train_rows`` clean rows is fitted,
+with the format version and the feature list (``detectors.model_artifact``), and written
+to a file, to the store (which the service loads at start), or both.
 """
 
 from __future__ import annotations
@@ -17,9 +24,19 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from detectors import Engine, EngineConfig, ModelConfig, ModelDetector, build_detectors
+import sqlalchemy as sa
+
+from detectors import (
+    Engine,
+    EngineConfig,
+    ModelArtifact,
+    ModelConfig,
+    ModelDetector,
+    build_detectors,
+)
 from detectors.features import UsageDetector
 from ingest import AuditEvent, TokenHasher, iter_ndjson, validate_events
+from revocation import store
 
 
 @dataclass(slots=True)
@@ -29,6 +46,7 @@ class TrainResult:
     rows: dict[str, int] = field(default_factory=dict)
     tenants: dict[str, int] = field(default_factory=dict)
     skipped: list[str] = field(default_factory=list)
+    unreadable: dict[str, str] = field(default_factory=dict)
 
 
 def _batches(path: Path, hasher: TokenHasher, size: int) -> Iterator[tuple[list[AuditEvent], int]]:
@@ -46,15 +64,13 @@ def _batches(path: Path, hasher: TokenHasher, size: int) -> Iterator[tuple[list[
 
 def train(
     path: Path,
-    out: Path,
     *,
     params: Mapping[str, Mapping[str, Any]] | None = None,
     batch_size: int = 5000,
-) -> TrainResult:
-    """Replay ``path`` through the usage detectors, fit, and save the model to ``out``."""
+) -> tuple[TrainResult, ModelArtifact]:
+    """Replay ``path`` through the usage detectors and fit; the models with their rows."""
     params = dict(params or {})
-    model_params = {**dict(params.get("model", {})), "auto_fit": False, "path": None}
-    model = ModelDetector(ModelConfig(**model_params))
+    model = _detector(params)
     usage = [d for d in build_detectors(None, params) if isinstance(d, UsageDetector)]
     engine = Engine([*usage, model], EngineConfig(**dict(params.get("engine", {}))))
     hasher = TokenHasher(secrets.token_bytes(32))
@@ -73,5 +89,33 @@ def train(
     artifact = model.fit_all(trained_at=last.timestamp() if last else 0.0)
     result.tenants = {name: m.rows for name, m in artifact.tenants.items()}
     result.skipped = sorted(set(result.rows) - set(result.tenants))
-    artifact.save(out)
-    return result
+    return result, artifact
+
+
+def train_from_store(
+    db: sa.Engine, *, params: Mapping[str, Mapping[str, Any]] | None = None
+) -> tuple[TrainResult, ModelArtifact]:
+    """Refit every stored model from the rows it was fitted on (stored models that cannot
+    be read are named in ``result.unreadable``)."""
+    model = _detector(dict(params or {}))
+    with db.connect() as conn:
+        stored, errors = store.load_models(conn)
+    artifact = model.refit_from(stored)
+    result = TrainResult(unreadable=errors)
+    result.rows = {tenant: len(rows) for tenant, rows in stored.samples.items()}
+    result.tenants = {name: m.rows for name, m in artifact.tenants.items()}
+    result.skipped = sorted(set(result.rows) - set(result.tenants))
+    return result, artifact
+
+
+def save_to_store(db: sa.Engine, artifact: ModelArtifact, *, now: datetime) -> list[str]:
+    """Store the models (the service loads them at its next start); a tenant whose stored
+    model is newer keeps it. Returns the tenants written."""
+    with db.begin() as conn:
+        return store.save_models(conn, artifact=artifact, now=now)
+
+
+def _detector(params: Mapping[str, Mapping[str, Any]]) -> ModelDetector:
+    return ModelDetector(
+        ModelConfig(**{**dict(params.get("model", {})), "auto_fit": False, "path": None})
+    )

@@ -13,7 +13,9 @@ import pytest
 from typer.testing import CliRunner
 
 from detectors import ModelArtifact
+from revocation import store
 from tokenwarden.cli import app
+from tokenwarden.db import make_engine
 from tokenwarden.evaluate import Evaluation, run_evaluation, score
 from tokenwarden.services import build_services
 from tokenwarden.settings import Settings
@@ -202,9 +204,28 @@ def test_evaluate_and_train_commands(tmp_path: Path) -> None:
     r = runner.invoke(app, ["evaluate", str(out), str(labels)])
     assert "false positives:" in r.stdout and "targets:" in r.stdout
     config = tmp_path / "tw.toml"
-    config.write_text("[detectors.model]\nmin_train_rows = 500\n")
-    model = tmp_path / "model.joblib"
+    db_url = f"sqlite:///{tmp_path / 'tw.db'}"
+    config.write_text(f'database_url = "{db_url}"\n[detectors.model]\nmin_train_rows = 500\n')
+    model = tmp_path / "model.npz"
     r = runner.invoke(app, ["train", "--from", str(out), "--out", str(model), "-c", str(config)])
     assert r.exit_code == 0, r.output
     assert "tenant1: trained on" in r.output
     assert set(ModelArtifact.load(model).tenants) == {"tenant1"}
+    assert not (tmp_path / "tw.db").exists(), "--out alone leaves the store alone"
+
+    r = runner.invoke(app, ["train", "--from", str(out), "--store", "-c", str(config)])
+    assert r.exit_code == 0, r.output
+    assert "1 model(s) saved to the store" in r.output
+    config.write_text(
+        f'database_url = "{db_url}"\n[detectors.model]\nmin_train_rows = 500\nn_estimators = 9\n'
+    )
+    r = runner.invoke(app, ["train", "--from-store", "-c", str(config)])
+    assert r.exit_code == 0, r.output
+    assert "tenant1: trained on" in r.output and "1 model(s) saved" in r.output
+    db = make_engine(db_url)
+    with db.connect() as conn:
+        stored, errors = store.load_models(conn)
+    db.dispose()
+    assert errors == {} and len(stored.tenants["tenant1"].forest.roots) == 9
+    r = runner.invoke(app, ["train", "-c", str(config)])
+    assert r.exit_code == 2 and "either --from FILE or --from-store" in r.output

@@ -1,0 +1,93 @@
+"""The model the service fitted is saved with the batch that fitted it and loaded at the
+next start (``tokenwarden.learned_models``)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import numpy as np
+import pytest
+import sqlalchemy as sa
+from structlog.testing import capture_logs
+
+from detectors import FEATURES, ModelArtifact, ModelDetector
+from revocation import store
+from revocation.tables import detector_models
+from tests.detectors.usage import T0, event
+from tokenwarden.learned_models import model_detectors
+from tokenwarden.services import Services, build_services
+from tokenwarden.settings import Settings
+
+MODEL = {"min_train_rows": 100, "reservoir_rows": 200, "min_train_seconds": 600, "n_estimators": 10}
+
+
+def _settings(tmp_path: Path) -> Settings:
+    return Settings(database_url=f"sqlite:///{tmp_path / 's.db'}", detectors={"model": dict(MODEL)})
+
+
+def _model(services: Services) -> ModelDetector:
+    (detector,) = model_detectors(services.stages.engine)
+    return detector
+
+
+def _traffic(services: Services, minutes: int) -> None:
+    """A steady agent over ``minutes``, one batch per minute."""
+    for minute in range(minutes):
+        events = [
+            event(minute * 60.0 + i * 10.0, audience=f"https://api.t{i % 3}.example")
+            for i in range(6)
+        ]
+        services.stages.process(events, now=T0 + timedelta(minutes=minute + 1))
+
+
+def test_a_fitted_model_is_saved_and_loaded_at_the_next_start(tmp_path: Path) -> None:
+    services = build_services(_settings(tmp_path))
+    _traffic(services, 30)
+    fitted = _model(services).models["acme"]
+    with services.db.connect() as conn:
+        (row,) = store.list_models(conn)
+    assert (row.tenant, row.rows) == ("acme", fitted.rows)
+    assert row.trained_at.timestamp() == fitted.trained_at
+    services.db.dispose()
+
+    restarted = build_services(_settings(tmp_path))
+    model = _model(restarted)
+    probe = np.vstack([np.zeros((5, len(FEATURES))), np.full((2, len(FEATURES)), 3.0)])
+    assert model.models["acme"].trained_at == fitted.trained_at
+    assert np.array_equal(model.models["acme"].anomaly(probe), fitted.anomaly(probe))
+    assert model.reservoir_sizes() == {"acme": fitted.rows}
+
+
+def test_a_stored_model_that_cannot_be_read_is_logged_and_the_service_starts(
+    tmp_path: Path,
+) -> None:
+    services = build_services(_settings(tmp_path))
+    _traffic(services, 30)
+    with services.db.begin() as conn:
+        conn.execute(sa.update(detector_models).values(artifact=b"not an archive"))
+    services.db.dispose()
+    with capture_logs() as logs:
+        restarted = build_services(_settings(tmp_path))
+    assert _model(restarted).models == {}
+    (entry,) = [e for e in logs if e["event"].startswith("stored model not loaded")]
+    assert entry["tenant"] == "acme" and "not a tokenwarden model file" in entry["error"]
+
+
+@pytest.mark.parametrize("file_is_newer", [True, False])
+def test_the_newer_of_the_configured_file_and_the_stored_model_is_used(
+    tmp_path: Path, file_is_newer: bool
+) -> None:
+    services = build_services(_settings(tmp_path))
+    _traffic(services, 30)
+    stored = _model(services).models["acme"]
+    services.db.dispose()
+    other = ModelDetector().fit(np.zeros((300, len(FEATURES))), trained_at=0.0)
+    other.trained_at = stored.trained_at + (1.0 if file_is_newer else -1.0)
+    path = tmp_path / "model.npz"
+    ModelArtifact(tenants={"acme": other}).save(path)
+    settings = _settings(tmp_path)
+    settings.detectors["model"]["path"] = str(path)
+    restarted = build_services(settings)
+    expected = other if file_is_newer else stored
+    assert _model(restarted).models["acme"].trained_at == expected.trained_at
