@@ -121,11 +121,6 @@ class ModelArtifact:
     #: tenant -> the rows (float64, ``(n, N_FEATURES)``) its model was fitted on
     samples: dict[str, Any] = field(default_factory=dict)
 
-    def update(self, other: ModelArtifact) -> None:
-        """Take ``other``'s tenants (and samples) over this one's."""
-        self.tenants.update(other.tenants)
-        self.samples.update(other.samples)
-
     def to_bytes(self) -> bytes:
         """The ``.npz`` archive (module docstring)."""
         import numpy as np

@@ -13,30 +13,23 @@ from revocation import store
 log = structlog.get_logger("tokenwarden.models")
 
 
-def model_detectors(engine: Engine) -> list[ModelDetector]:
-    return [d for d in engine.detectors if isinstance(d, ModelDetector)]
+def model_detector(engine: Engine) -> ModelDetector | None:
+    """The Engine's ``model`` detector (registered once, if enabled)."""
+    return next((d for d in engine.detectors if isinstance(d, ModelDetector)), None)
 
 
 def take_fitted(engine: Engine) -> ModelArtifact | None:
     """The models the Engine's ``model`` detector fitted since it was last asked."""
-    taken = None
-    for detector in model_detectors(engine):
-        fitted = detector.take_fitted()
-        if fitted is None:
-            continue
-        if taken is None:
-            taken = fitted
-        else:
-            taken.update(fitted)
-    return taken
+    detector = model_detector(engine)
+    return detector.take_fitted() if detector is not None else None
 
 
 def adopt_stored(engine: Engine, conn: sa.Connection) -> list[str]:
     """Give the Engine's ``model`` detector the stored models newer than the ones it has
     (a configured ``path`` file's); a stored model that cannot be read is logged and its
     tenant fits itself again. Returns the tenants adopted."""
-    detectors = model_detectors(engine)
-    if not detectors:
+    detector = model_detector(engine)
+    if detector is None:
         return []
     artifact, errors = store.load_models(conn)
     for tenant, error in errors.items():
@@ -45,9 +38,7 @@ def adopt_stored(engine: Engine, conn: sa.Connection) -> list[str]:
             tenant=tenant,
             error=error,
         )
-    adopted: set[str] = set()
-    for detector in detectors:
-        adopted.update(detector.adopt(artifact))
+    adopted = detector.adopt(artifact)
     if adopted:
         log.info("stored models loaded", tenants=sorted(adopted))
     return sorted(adopted)

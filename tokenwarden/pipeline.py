@@ -90,7 +90,8 @@ class BatchResult:
     #: (position in ``events``, error) of the events the detectors raised on, left out
     #: of detection (``Stages.detect``)
     failed: list[tuple[int, str]] = field(default_factory=list)
-    #: the ``model`` detector's models this batch's traffic fitted, saved with the batch
+    #: the ``model`` detector's models fitted since the last batch was persisted (by this
+    #: batch's traffic, or the one detected while it waited), saved with the batch
     models: ModelArtifact | None = None
 
 
@@ -143,7 +144,6 @@ class Stages:
             seconds=time.perf_counter() - started,
             detected_at=time.perf_counter(),
             failed=failed,
-            models=take_fitted(self.engine),
         )
 
     def _isolating(
@@ -185,6 +185,8 @@ class Stages:
         other adapters. Safe to retry: every write is an upsert or keyed by a
         deterministic id or idempotency key."""
         started = time.perf_counter()
+        if result.models is None:
+            result.models = take_fitted(self.engine)
         if result.recorded is None:
             handoff: list[Claimed] = []
             with writing(self.db) as conn:

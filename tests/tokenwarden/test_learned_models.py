@@ -15,7 +15,7 @@ from detectors import FEATURES, ModelArtifact, ModelDetector
 from revocation import store
 from revocation.tables import detector_models
 from tests.detectors.usage import T0, event
-from tokenwarden.learned_models import model_detectors
+from tokenwarden.learned_models import model_detector
 from tokenwarden.services import Services, build_services
 from tokenwarden.settings import Settings
 
@@ -27,7 +27,8 @@ def _settings(tmp_path: Path) -> Settings:
 
 
 def _model(services: Services) -> ModelDetector:
-    (detector,) = model_detectors(services.stages.engine)
+    detector = model_detector(services.stages.engine)
+    assert detector is not None
     return detector
 
 

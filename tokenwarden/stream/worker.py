@@ -758,11 +758,6 @@ class StreamWorker:
                 self._dead_letter_failed(msgs, result.failed, batch)
             merged.detections += result.detections
             merged.orders += result.orders
-            if result.models is not None:
-                if merged.models is None:
-                    merged.models = result.models
-                else:
-                    merged.models.update(result.models)
             batch.changes[partition] = (result.changed, result.deleted)
         # A take's orders are applied in one transaction, each locking its family's row;
         # the other stage's transaction (another worker's too) upserts the families of
