@@ -18,6 +18,7 @@ from tokenwarden import __version__, dashboard
 from tokenwarden.api import (
     admin_orders,
     check,
+    detector_models,
     entities,
     events,
     health,
@@ -151,6 +152,7 @@ def create_app(
     app.include_router(ssf.router)
     app.include_router(admin_orders.router)
     app.include_router(entities.router)
+    app.include_router(detector_models.router)
     app.include_router(policy.router)
     app.include_router(ssf_admin.router)
     app.include_router(hec.router)

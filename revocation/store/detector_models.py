@@ -93,12 +93,11 @@ def load_models(
     return merged, errors
 
 
-def list_models(conn: Connection) -> list[StoredModel]:
-    """The stored models, without their archives."""
+def list_models(conn: Connection, *, tenant: str | None = None) -> list[StoredModel]:
+    """The stored models (of ``tenant``, or all), without their archives."""
     t = detector_models.c
-    rows = conn.execute(
-        select(t.tenant, t.trained_at, t.rows, func.length(t.artifact), t.saved_at).order_by(
-            t.tenant
-        )
-    )
+    query = select(t.tenant, t.trained_at, t.rows, func.length(t.artifact), t.saved_at)
+    if tenant is not None:
+        query = query.where(t.tenant == tenant)
+    rows = conn.execute(query.order_by(t.tenant))
     return [StoredModel(r[0], r[1], r[2], int(r[3]), r[4]) for r in rows]

@@ -3,18 +3,22 @@ next start (``tokenwarden.learned_models``)."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 import sqlalchemy as sa
+from fastapi.testclient import TestClient
 from structlog.testing import capture_logs
 
 from detectors import FEATURES, ModelArtifact, ModelDetector
 from revocation import store
 from revocation.tables import detector_models
+from tests.credentials import bearer, mint_key
 from tests.detectors.usage import T0, event
+from tokenwarden.app import create_app
 from tokenwarden.learned_models import model_detector
 from tokenwarden.services import Services, build_services
 from tokenwarden.settings import Settings
@@ -92,3 +96,24 @@ def test_the_newer_of_the_configured_file_and_the_stored_model_is_used(
     restarted = build_services(settings)
     expected = other if file_is_newer else stored
     assert _model(restarted).models["acme"].trained_at == expected.trained_at
+
+
+def test_the_api_lists_each_tenants_stored_models_to_its_own_keys(tmp_path: Path) -> None:
+    services = build_services(_settings(tmp_path))
+    _traffic(services, 30)
+    fitted = _model(services).models["acme"]
+    services.db.dispose()
+    with TestClient(create_app(_settings(tmp_path))) as client:
+        app: Any = client.app
+        acme = bearer(mint_key(app, tenant="acme", role="viewer"))
+        beta = bearer(mint_key(app, tenant="beta", role="viewer"))
+        everyone = bearer(mint_key(app))
+        (item,) = client.get("/v1/models", headers=acme).json()["items"]
+        assert (item["tenant"], item["rows"]) == ("acme", fitted.rows)
+        assert datetime.fromisoformat(item["trained_at"]).timestamp() == fitted.trained_at
+        assert item["bytes"] > 1000
+        assert client.get("/v1/models", headers=everyone).json()["items"] == [item]
+        assert client.get("/v1/models", headers=beta).json()["items"] == []
+        r = client.get("/v1/models", params={"tenant": "acme"}, headers=beta)
+        assert r.status_code == 404
+        assert client.get("/v1/models").status_code == 401
