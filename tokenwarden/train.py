@@ -48,6 +48,11 @@ class TrainResult:
     skipped: list[str] = field(default_factory=list)
     unreadable: dict[str, str] = field(default_factory=dict)
 
+    def fitted(self, artifact: ModelArtifact) -> None:
+        """Record what was fitted: the tenants trained and those with too few rows."""
+        self.tenants = {name: m.rows for name, m in artifact.tenants.items()}
+        self.skipped = sorted(set(self.rows) - set(self.tenants))
+
 
 def _batches(path: Path, hasher: TokenHasher, size: int) -> Iterator[tuple[list[AuditEvent], int]]:
     with path.open("rb") as fh:
@@ -87,8 +92,7 @@ def train(
         result.events += len(events)
     result.rows = model.reservoir_sizes()
     artifact = model.fit_all(trained_at=last.timestamp() if last else 0.0)
-    result.tenants = {name: m.rows for name, m in artifact.tenants.items()}
-    result.skipped = sorted(set(result.rows) - set(result.tenants))
+    result.fitted(artifact)
     return result, artifact
 
 
@@ -103,8 +107,7 @@ def train_from_store(
     artifact = model.refit_from(stored)
     result = TrainResult(unreadable=errors)
     result.rows = {tenant: len(rows) for tenant, rows in stored.samples.items()}
-    result.tenants = {name: m.rows for name, m in artifact.tenants.items()}
-    result.skipped = sorted(set(result.rows) - set(result.tenants))
+    result.fitted(artifact)
     return result, artifact
 
 
