@@ -28,7 +28,7 @@ from typing import Any, Protocol
 import sqlalchemy as sa
 import structlog
 
-from detectors import Detection, Engine, ModelArtifact
+from detectors import Detection, Engine
 from ingest import AuditEvent
 from revocation import OrderOutcome, Policy, RevocationOrder, Routing, retry_pending, store
 from revocation.delivery import Scope
@@ -91,8 +91,8 @@ class BatchResult:
     #: of detection (``Stages.detect``)
     failed: list[tuple[int, str]] = field(default_factory=list)
     #: the ``model`` detector's models fitted since the last batch was persisted (by this
-    #: batch's traffic, or the one detected while it waited), saved with the batch
-    models: ModelArtifact | None = None
+    #: batch's traffic, or the one detected while it waited), encoded, saved with the batch
+    models: list[store.EncodedModel] | None = None
 
 
 class Stages:
@@ -186,7 +186,8 @@ class Stages:
         deterministic id or idempotency key."""
         started = time.perf_counter()
         if result.models is None:
-            result.models = take_fitted(self.engine)
+            fitted = take_fitted(self.engine)
+            result.models = store.encode_models(fitted) if fitted is not None else []
         if result.recorded is None:
             handoff: list[Claimed] = []
             with writing(self.db) as conn:
@@ -196,8 +197,8 @@ class Stages:
                     store.save_detections(conn, detections=result.detections, audit=audit, now=now)
                 if result.changed or result.deleted:
                     store.save_state(conn, changed=result.changed, deleted=result.deleted, now=now)
-                if result.models is not None:
-                    store.save_models(conn, artifact=result.models, now=now)
+                if result.models:
+                    store.save_models(conn, models=result.models, now=now)
                 recorded, outcomes = store.record_and_apply(
                     conn,
                     orders=result.orders,

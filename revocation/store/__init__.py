@@ -19,7 +19,14 @@ from revocation.store.audit import (
     verify_chain,
 )
 from revocation.store.checks import ALLOW_REASON, CheckResult, check
-from revocation.store.detector_models import StoredModel, list_models, load_models, save_models
+from revocation.store.detector_models import (
+    EncodedModel,
+    StoredModel,
+    encode_models,
+    list_models,
+    load_models,
+    save_models,
+)
 from revocation.store.families import (
     TOKEN_ACTIONS,
     FamilyView,
@@ -54,6 +61,7 @@ __all__ = [
     "ChainReport",
     "CheckResult",
     "DeliveryView",
+    "EncodedModel",
     "FamilyView",
     "OrderOutcome",
     "OrderSummary",
@@ -67,6 +75,7 @@ __all__ = [
     "apply_orders",
     "check",
     "deliveries",
+    "encode_models",
     "execute_orders",
     "get_alert",
     "get_family",

@@ -11,7 +11,7 @@ some of its entities) the newest ``trained_at`` — event time — stays.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -35,21 +35,41 @@ class StoredModel:
     saved_at: datetime
 
 
-def save_models(conn: Connection, *, artifact: ModelArtifact, now: datetime) -> list[str]:
-    """Store each tenant's model of ``artifact`` (with its sample), unless the store holds
-    a newer one for that tenant; returns the tenants written."""
-    written: list[str] = []
+@dataclass(frozen=True, slots=True)
+class EncodedModel:
+    """One tenant's model as its row will hold it (``encode_models``)."""
+
+    tenant: str
+    trained_at: datetime
+    rows: int
+    archive: bytes
+
+
+def encode_models(artifact: ModelArtifact) -> list[EncodedModel]:
+    """Each tenant's model of ``artifact`` (with its sample) as its own archive — ~20 ms a
+    tenant of compression, done before the transaction that saves them, not inside it."""
+    encoded = []
     for tenant, model in sorted(artifact.tenants.items()):
         single = ModelArtifact(
             tenants={tenant: model},
             created=artifact.created,
             samples={tenant: artifact.samples[tenant]} if tenant in artifact.samples else {},
         )
+        trained_at = datetime.fromtimestamp(model.trained_at, UTC)
+        encoded.append(EncodedModel(tenant, trained_at, model.rows, single.to_bytes()))
+    return encoded
+
+
+def save_models(conn: Connection, *, models: Sequence[EncodedModel], now: datetime) -> list[str]:
+    """Store each tenant's model, unless the store holds a newer one for that tenant;
+    returns the tenants written."""
+    written: list[str] = []
+    for m in models:
         values = {
-            "tenant": tenant,
-            "trained_at": datetime.fromtimestamp(model.trained_at, UTC),
-            "rows": model.rows,
-            "artifact": single.to_bytes(),
+            "tenant": m.tenant,
+            "trained_at": m.trained_at,
+            "rows": m.rows,
+            "artifact": m.archive,
             "saved_at": now,
         }
         written += conn.execute(_upsert(conn), values).scalars().all()

@@ -27,7 +27,10 @@ def _artifact(**trained_at: float) -> ModelArtifact:
 def test_models_round_trip_through_the_store_one_row_per_tenant(engine: sa.Engine) -> None:
     saved = _artifact(acme=1000.0, globex=2000.0)
     with engine.begin() as conn:
-        assert store.save_models(conn, artifact=saved, now=NOW) == ["acme", "globex"]
+        assert store.save_models(conn, models=store.encode_models(saved), now=NOW) == [
+            "acme",
+            "globex",
+        ]
     with engine.connect() as conn:
         loaded, errors = store.load_models(conn)
         listed = store.list_models(conn)
@@ -49,9 +52,14 @@ def test_models_round_trip_through_the_store_one_row_per_tenant(engine: sa.Engin
 
 def test_an_older_model_does_not_replace_a_newer_one(engine: sa.Engine) -> None:
     with engine.begin() as conn:
-        store.save_models(conn, artifact=_artifact(acme=5000.0), now=NOW)
-        assert store.save_models(conn, artifact=_artifact(acme=4000.0), now=NOW) == []
-        assert store.save_models(conn, artifact=_artifact(acme=6000.0), now=NOW) == ["acme"]
+        store.save_models(conn, models=store.encode_models(_artifact(acme=5000.0)), now=NOW)
+        assert (
+            store.save_models(conn, models=store.encode_models(_artifact(acme=4000.0)), now=NOW)
+            == []
+        )
+        assert store.save_models(
+            conn, models=store.encode_models(_artifact(acme=6000.0)), now=NOW
+        ) == ["acme"]
     with engine.connect() as conn:
         loaded, _ = store.load_models(conn)
     assert loaded.tenants["acme"].trained_at == 6000.0
@@ -59,7 +67,9 @@ def test_an_older_model_does_not_replace_a_newer_one(engine: sa.Engine) -> None:
 
 def test_a_damaged_row_is_named_and_the_others_still_load(engine: sa.Engine) -> None:
     with engine.begin() as conn:
-        store.save_models(conn, artifact=_artifact(acme=1.0, globex=2.0, initech=3.0), now=NOW)
+        store.save_models(
+            conn, models=store.encode_models(_artifact(acme=1.0, globex=2.0, initech=3.0)), now=NOW
+        )
         conn.execute(
             sa.update(detector_models)
             .where(detector_models.c.tenant == "acme")
