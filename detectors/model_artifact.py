@@ -186,9 +186,9 @@ class ModelArtifact:
                 )
             try:
                 return cls._read(archive, source)
+            except ModelFileError:
+                raise
             except (KeyError, ValueError, zipfile.BadZipFile, OSError, EOFError) as exc:
-                if isinstance(exc, ModelFileError):
-                    raise
                 raise ModelFileError(f"{source} is damaged: {exc}") from None
 
     @classmethod

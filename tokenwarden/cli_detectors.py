@@ -137,7 +137,7 @@ def train(
     from tokenwarden.train import save_to_store, train_from_store
     from tokenwarden.train import train as run_training
 
-    if (source is None) == (not from_store):
+    if (source is not None) == from_store:  # neither, or both
         typer.echo("error: give either --from FILE or --from-store", err=True)
         raise typer.Exit(2)
     settings = _settings(config)
