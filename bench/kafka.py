@@ -49,6 +49,7 @@ from ingest import AuditEvent, TokenHasher, validate_events  # noqa: E402
 from tests.stream.broker import Tansu, running_tansu  # noqa: E402
 from tests.stream.cluster import (  # noqa: E402
     HASH_KEY,
+    MAC_KEY,
     Worker,
     pg_schema,
     wait_consumed,
@@ -191,7 +192,7 @@ def throughput(
         cpu0 = procs.cpu_seconds()
 
         async def publish() -> float:
-            pub = KafkaPipeline(kafka, db=db)
+            pub = KafkaPipeline(kafka, db=db, mac_key=MAC_KEY)
             await pub.start()
             t = time.monotonic()
             futures = [
@@ -243,7 +244,7 @@ def latency(args: argparse.Namespace, logdir: Path) -> dict[str, Any]:
             return AuditEvent.model_validate(data, context={"hasher": hasher})
 
         async def run() -> None:
-            pub = KafkaPipeline(kafka, db=db)
+            pub = KafkaPipeline(kafka, db=db, mac_key=MAC_KEY)
             await pub.start()
             consumer = AIOKafkaConsumer(
                 kafka.orders_topic,

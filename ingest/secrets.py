@@ -72,6 +72,12 @@ class TokenHasher:
         """``value`` itself when it is an identifier, its keyed hash when it is a raw token."""
         return self.hash(value) if looks_like_raw_token(value) else value
 
+    def subkey(self, purpose: str) -> bytes:
+        """A 64-byte key for another purpose, derived from the hash key: HMAC-SHA512
+        (RFC 2104, RFC 6234) of ``purpose``. A different function from the token hash
+        (HMAC-SHA256), so no token hash, whatever the token, is or reveals a subkey."""
+        return hmac.new(self._key, purpose.encode("utf-8"), hashlib.sha512).digest()
+
 
 def _strip_scheme(raw: str) -> str:
     raw = raw.strip()

@@ -80,9 +80,12 @@ def create_app(
         svc = services or build_services(settings, load_state=not settings.kafka.broker)
         pipeline: EmbeddedPipeline | KafkaPipeline
         if settings.kafka.broker:  # scale-out: accepted events go to Kafka, workers detect
+            from tokenwarden.stream.codec import batch_key
             from tokenwarden.stream.publish import KafkaPipeline
 
-            pipeline = KafkaPipeline(settings.kafka, db=svc.db)
+            # signed: the workers rebuild what the API validated instead of validating again
+            key = batch_key(svc.hasher)
+            pipeline = KafkaPipeline(settings.kafka, db=svc.db, mac_key=key)
         else:
             pipeline = EmbeddedPipeline(
                 svc.stages,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import secrets
 import signal
 import subprocess
@@ -18,7 +19,9 @@ from typing import Any
 import orjson
 import sqlalchemy as sa
 
+from ingest import TokenHasher
 from tests.stream.broker import terminate
+from tokenwarden.stream.codec import batch_key
 from tokenwarden.stream.settings import KafkaSettings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -29,6 +32,8 @@ PG_URLS = (
     "postgresql+psycopg://root@127.0.0.1:5432/test",
 )
 HASH_KEY = "stream-test-key-stream-test-key!"
+#: the key the API signs its micro-batches with, as ``serve --broker`` derives it
+MAC_KEY = batch_key(TokenHasher(HASH_KEY.encode()))
 
 
 def postgres_admin_url() -> str | None:
@@ -243,3 +248,12 @@ def read_topic(bootstrap: str, topic: str, timeout: float = 5.0) -> list[Any]:
             await consumer.stop()
 
     return asyncio.run(run())
+
+
+def stats_of(worker: Worker) -> dict[str, int]:
+    """The counters of the worker's ``worker stopping`` log line (written at a clean stop)."""
+    line = next(
+        (ln for ln in reversed(worker.text().splitlines()) if "worker stopping" in ln), None
+    )
+    assert line is not None, "the worker logged no stats at its stop"
+    return {k: int(v) for k, v in re.findall(r"\b(\w+)=(\d+)\b", line)}

@@ -85,6 +85,72 @@ def test_family_sent_header() -> None:
     assert not codec.family_sent([("tw-family-sent", b"2")])
 
 
+KEY = codec.batch_key(HASHER)
+
+
+def test_signed_micro_batches_verify_only_with_our_key_value_and_flag() -> None:
+    value = codec.encode_events(events(5))
+    for family_sent in (False, True):
+        headers = codec.batch_headers(value, key=KEY, family_sent=family_sent)
+        assert codec.is_batch(headers) and codec.family_sent(headers) is family_sent
+        assert codec.signed(headers, value, key=KEY)
+        # another instance's key (or a rotated one), a guessed key: not ours
+        other = codec.batch_key(TokenHasher(b"another-key-another-key-another!"))
+        assert not codec.signed(headers, value, key=other)
+        assert not codec.signed(headers, value, key=None)
+        # one byte of the value changed, the value cut short, the family flag flipped
+        assert not codec.signed(headers, value.replace(b"acme", b"acmf", 1), key=KEY)
+        assert not codec.signed(headers, value[:-1], key=KEY)
+        flipped = codec.batch_headers(family_sent=not family_sent) + [
+            h for h in headers if h[0] == codec.MAC_HEADER
+        ]
+        assert not codec.signed(flipped, value, key=KEY)
+    headers = codec.batch_headers(value, key=KEY)
+    mac = next(v for k, v in headers if k == codec.MAC_HEADER)
+    # no MAC, an empty or truncated one, two of them (which would be checked?)
+    assert not codec.signed(codec.batch_headers(), value, key=KEY)
+    assert not codec.signed([*codec.batch_headers(), (codec.MAC_HEADER, b"")], value, key=KEY)
+    assert not codec.signed([*codec.batch_headers(), (codec.MAC_HEADER, mac[:16])], value, key=KEY)
+    assert not codec.signed([*headers, (codec.MAC_HEADER, mac)], value, key=KEY)
+    assert not codec.signed(None, value, key=KEY)
+    assert not codec.signed(headers, None, key=KEY)
+
+
+def test_the_mac_key_is_no_token_hash() -> None:
+    """The key is derived from the hash key for its purpose alone: a token whose value is
+    the purpose string hashes to something else, and neither half of the key shows in it."""
+    assert len(KEY) == 64 and HASHER.subkey("another purpose") != KEY
+    exposed = HASHER.hash(codec.MAC_PURPOSE).removeprefix("h1:")
+    assert exposed not in KEY.hex()
+    assert KEY.hex()[:32] != exposed
+
+
+def test_a_signed_batch_is_rebuilt_and_an_unsigned_one_validated() -> None:
+    """The MAC is what lets a worker skip validation: the same value with a raw token in it
+    is hashed when unsigned; signed, it is trusted as our publisher wrote it."""
+    items = orjson.loads(codec.encode_events(events(3)))
+    assert codec.decode_events(orjson.dumps(items), hasher=HASHER, trusted=True).events == (
+        events(3)
+    )
+    items[1]["token"]["id"] = JWT
+    value = orjson.dumps(items)
+    assert codec.decode_events(value, hasher=HASHER).events[1].token.id == HASHER.hash(JWT)  # type: ignore[union-attr]
+    trusted = codec.decode_events(value, hasher=HASHER, trusted=True).events
+    assert trusted[1].token is not None and trusted[1].token.id == JWT
+
+
+def test_a_signed_batch_the_rebuild_refuses_is_validated_event_by_event() -> None:
+    """Signed yet not as our publisher writes (a bug, another version): nothing is trusted
+    and nothing is lost — the batch is validated, its bad event rejected alone."""
+    items = orjson.loads(codec.encode_events(events(3)))
+    items[0]["unknown_field"] = "x"  # the rebuild refuses; validation keeps it as attribute
+    items[2]["action"] = "not.an.action"
+    parsed = codec.decode_events(orjson.dumps(items), hasher=HASHER, trusted=True)
+    assert [e.id for e in parsed.events] == ["e0", "e1"]
+    assert parsed.events[0].attributes["unknown_field"] == "x"
+    assert [r.index for r in parsed.rejected] == [2]
+
+
 def test_dead_letter_has_error_source_and_no_raw_token() -> None:
     source = codec.Source("tokenwarden.audit", 3, 1234)
     record = {"token": JWT, "note": "Bearer abcdefghijklmnop", "x": "y" * 200}

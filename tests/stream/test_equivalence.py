@@ -15,7 +15,7 @@ import sqlalchemy as sa
 
 from ingest import AuditEvent, TokenHasher, iter_ndjson
 from revocation import store
-from tests.stream.cluster import HASH_KEY, ROOT, wait_consumed
+from tests.stream.cluster import HASH_KEY, MAC_KEY, ROOT, wait_consumed
 from tests.stream.conftest import StartWorkers
 from tokenwarden.formats import build_formats, normalize
 from tokenwarden.pipeline import EmbeddedPipeline
@@ -119,7 +119,7 @@ def test_two_workers_give_the_embedded_orders(
     start_workers(kafka, 2)
 
     async def publish() -> None:
-        pipeline = KafkaPipeline(kafka, db=db)
+        pipeline = KafkaPipeline(kafka, db=db, mac_key=MAC_KEY)
         await pipeline.start()
         futures = [pipeline.submit(events[i : i + BATCH]) for i in range(0, len(events), BATCH)]
         await asyncio.gather(*futures)

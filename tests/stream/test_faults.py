@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from ingest import AuditEvent, TokenHasher
 from revocation import store
 from tests.stream.broker import Tansu
-from tests.stream.cluster import HASH_KEY, wait_consumed, wait_until
+from tests.stream.cluster import HASH_KEY, MAC_KEY, wait_consumed, wait_until
 from tests.stream.conftest import StartWorkers
 from tokenwarden.stream.keys import Partitioner
 from tokenwarden.stream.publish import KafkaPipeline
@@ -102,7 +102,7 @@ def publish(
     on_batch: Any = None,
 ) -> None:
     async def run() -> None:
-        pipeline = KafkaPipeline(kafka, db=db)
+        pipeline = KafkaPipeline(kafka, db=db, mac_key=MAC_KEY)
         await pipeline.start()
         try:
             for i, batch in enumerate(batches):

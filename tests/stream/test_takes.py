@@ -3,7 +3,6 @@ the group rebalances while takes are in flight (a worker joins, another leaves).
 
 from __future__ import annotations
 
-import re
 import threading
 from typing import Any
 
@@ -11,7 +10,7 @@ import pytest
 import sqlalchemy as sa
 
 from ingest import AuditEvent
-from tests.stream.cluster import Worker, wait_consumed, wait_until
+from tests.stream.cluster import Worker, stats_of, wait_consumed, wait_until
 from tests.stream.conftest import StartWorkers
 from tests.stream.test_faults import ev, executions, order_rows, publish, replay, rotation
 from tokenwarden.stream.keys import Partitioner
@@ -52,15 +51,6 @@ def bulk_families(db: sa.Engine) -> int:
                 {"t": TENANT},
             ).scalar_one()
         )
-
-
-def stats_of(worker: Worker) -> dict[str, int]:
-    """The counters of the worker's ``worker stopping`` log line (written at a clean stop)."""
-    line = next(
-        (ln for ln in reversed(worker.text().splitlines()) if "worker stopping" in ln), None
-    )
-    assert line is not None, "the worker logged no stats at its stop"
-    return {k: int(v) for k, v in re.findall(r"\b(\w+)=(\d+)\b", line)}
 
 
 def test_takes_span_many_messages_and_lose_none_across_rebalances(

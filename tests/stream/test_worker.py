@@ -17,7 +17,14 @@ from aiokafka import AIOKafkaProducer
 from revocation import store
 from tests.credentials import bearer, mint_key
 from tests.stream.broker import Tansu
-from tests.stream.cluster import HASH_KEY, read_topic, wait_consumed, wait_until
+from tests.stream.cluster import (
+    HASH_KEY,
+    MAC_KEY,
+    read_topic,
+    stats_of,
+    wait_consumed,
+    wait_until,
+)
 from tests.stream.conftest import StartWorkers
 from tokenwarden.app import create_app
 from tokenwarden.server import running
@@ -63,7 +70,7 @@ def test_serve_with_a_broker_publishes_and_workers_revoke(
 ) -> None:
     """``serve --broker``: accepted events go to the audit topic in micro-batches grouped by
     partition; a worker detects the replayed refresh tokens and revokes their families."""
-    start_workers(kafka, 1)
+    worker = start_workers(kafka, 1)[0]
     settings = Settings(database_url=db_url, hash_key=HASH_KEY, kafka=kafka)
     raw = list(traffic(3000, families=60, replays=4))
     app = create_app(settings)
@@ -96,6 +103,8 @@ def test_serve_with_a_broker_publishes_and_workers_revoke(
     for r in records:
         assert codec.is_batch(r.headers)
         assert codec.family_sent(r.headers)
+        # signed with the key the API derived from the hash key, as the worker derives it
+        assert codec.signed(r.headers, r.value, key=MAC_KEY)
         for e in orjson.loads(r.value):
             assert partition_of(f"{e['tenant']}/u/{e['user']}", kafka.partitions) == r.partition
     # the refresh events went straight to the family topic, by family, each exactly once
@@ -106,6 +115,7 @@ def test_serve_with_a_broker_publishes_and_workers_revoke(
     assert sorted(e["id"] for e in relayed) == sorted(e["id"] for e in refreshes)
     for r in by_family:
         assert codec.is_batch(r.headers) and not codec.family_sent(r.headers)
+        assert codec.signed(r.headers, r.value, key=MAC_KEY)
         for e in orjson.loads(r.value):
             key = f"{e['tenant']}/f/{e['token']['family_id']}"
             assert partition_of(key, kafka.partitions) == r.partition
@@ -116,6 +126,10 @@ def test_serve_with_a_broker_publishes_and_workers_revoke(
         d for r in read_topic(bootstrap, kafka.detections_topic) for d in orjson.loads(r.value)
     ]
     assert {d["family_id"] for d in detections if d["detector"] == "refresh_reuse"} == stolen
+    # the worker verified every micro-batch and rebuilt it rather than validating it again
+    worker.stop()
+    stats = stats_of(worker)
+    assert stats["signed"] == len(records) + len(by_family) == stats["messages"]
 
 
 def _reuse_story(tenant: str, family: str) -> list[dict[str, Any]]:

@@ -67,10 +67,14 @@ class KafkaPipeline:
         kafka: KafkaSettings,
         *,
         db: sa.Engine,
+        mac_key: bytes | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.kafka = kafka
         self.db = db
+        #: signs each micro-batch (``codec.batch_key``), so the workers need not validate
+        #: the events again; None: unsigned, the workers validate them
+        self.mac_key = mac_key
         self.clock = clock
         self.partitioner = Partitioner(kafka.partitions)
         self._buffers: dict[int, _Buffer] = {}
@@ -195,7 +199,7 @@ class KafkaPipeline:
                         key=buf.key.encode(),
                         partition=partition,
                         # the audit stage need not relay what the family topic has already
-                        headers=codec.batch_headers(family_sent=buf.audit),
+                        headers=codec.batch_headers(value, key=self.mac_key, family_sent=buf.audit),
                     )
                 )
             await asyncio.gather(*futures)

@@ -165,6 +165,8 @@ class WorkerStats:
     dead_letters: int = 0
     skipped: int = 0
     forwarded: int = 0
+    #: micro-batches whose MAC verified: rebuilt, not validated again (``codec.signed``)
+    signed: int = 0
     state_records: int = 0
     store_retries: int = 0
     retries: int = 0
@@ -272,6 +274,8 @@ class _Message:
     timestamp: float | None = None
     #: its family-stage events are on the family topic already (the API sent them there)
     family_sent: bool = False
+    #: its MAC verified: our own publisher wrote it (``codec.signed``)
+    trusted: bool = False
 
 
 class _Batch:
@@ -298,6 +302,8 @@ class StreamWorker:
         self.settings = settings
         self.kafka = kafka = settings.kafka
         self.services = services or build_services(settings, load_state=False)
+        #: verifies the micro-batches the API signed, signs the ones relayed here
+        self.mac_key = codec.batch_key(self.services.hasher)
         self.clock = clock
         self.stats = WorkerStats()
         self.partitioner = Partitioner(kafka.partitions)
@@ -493,6 +499,7 @@ class StreamWorker:
                 r.value,
                 codec.is_batch(r.headers),
                 family_sent=codec.family_sent(r.headers),
+                trusted=codec.signed(r.headers, r.value, key=self.mac_key),
             )
             for r in records
         ]
@@ -540,6 +547,7 @@ class StreamWorker:
                 codec.is_batch(e.message.headers),
                 timestamp=e.message.timestamp,
                 family_sent=codec.family_sent(e.message.headers),
+                trusted=codec.signed(e.message.headers, e.value, key=self.mac_key),
             )
             for e in events
         ]
@@ -661,6 +669,7 @@ class StreamWorker:
             await self._forward(forwarded, batch)
         size = sum(len(m.value or b"") for m in batched)
         bad = await _off_loop(size, self._decode, batched)
+        stats.signed += sum(m.trusted for m in batched)
         batch.dead += bad
         t = stats.add(f"{stage.name}.decode", t)
         events_all = [e for m in batched for e in m.events]
@@ -713,7 +722,7 @@ class StreamWorker:
         dead: list[tuple[Source, list[Bad]]] = []
         for m in messages:
             try:
-                parsed = codec.decode_events(m.value or b"", hasher=hasher)
+                parsed = codec.decode_events(m.value or b"", hasher=hasher, trusted=m.trusted)
             except ValueError as exc:
                 dead.append((m.source, [(None, f"malformed micro-batch: {exc}", m.value)]))
                 continue
@@ -934,7 +943,7 @@ class StreamWorker:
                         first_key.encode(),
                         value,
                         partition=partition,
-                        headers=codec.batch_headers(),
+                        headers=codec.batch_headers(value, key=self.mac_key),
                     )
                 )
         return sends
