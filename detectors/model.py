@@ -61,6 +61,7 @@ live in the detector, and in the store from each fit on.
 
 from __future__ import annotations
 
+import importlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -399,6 +400,13 @@ class ModelDetector:
             fitted.tenants[tenant] = self.fit(sample, trained_at=at)
             fitted.samples[tenant] = sample
         return fitted
+
+    def prepare(self) -> None:
+        """Import scikit-learn now (~0.7 s here) when this detector fits models itself, so
+        that a tenant's first fit does not pay for it inside the batch that triggers it (a
+        long-running service calls this at start; a one-off command need not)."""
+        if self.config.auto_fit:
+            importlib.import_module("sklearn.ensemble")
 
     def fit(self, rows: Any, *, trained_at: float) -> TenantModel:
         """Fit one tenant's forest on clean rows."""

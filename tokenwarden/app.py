@@ -38,6 +38,7 @@ from tokenwarden.api.errors import (
 from tokenwarden.auth.api_keys import ApiKeyAuthenticator, IssuedKey, bootstrap_admin_key
 from tokenwarden.auth.bearer import BearerVerifier
 from tokenwarden.auth.deps import Authenticator
+from tokenwarden.learned_models import prepare_fitting
 from tokenwarden.pipeline import BatchResult, EmbeddedPipeline, Extra
 from tokenwarden.recent import RecentEvents
 from tokenwarden.revocation_runtime import start_revocation
@@ -87,6 +88,7 @@ def create_app(
             key = batch_key(svc.hasher)
             pipeline = KafkaPipeline(settings.kafka, db=svc.db, mac_key=key)
         else:
+            prepare_fitting(svc.stages.engine)
             pipeline = EmbeddedPipeline(
                 svc.stages,
                 max_batches=settings.queue_batches,

@@ -18,6 +18,13 @@ def model_detector(engine: Engine) -> ModelDetector | None:
     return next((d for d in engine.detectors if isinstance(d, ModelDetector)), None)
 
 
+def prepare_fitting(engine: Engine) -> None:
+    """At a service's start: what the ``model`` detector needs to fit (``prepare``)."""
+    detector = model_detector(engine)
+    if detector is not None:
+        detector.prepare()
+
+
 def take_fitted(engine: Engine) -> ModelArtifact | None:
     """The models the Engine's ``model`` detector fitted since it was last asked."""
     detector = model_detector(engine)

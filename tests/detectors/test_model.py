@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from typing import Any
 
 import numpy as np
@@ -236,3 +238,23 @@ def test_refit_from_fits_each_tenant_that_kept_enough_rows_with_the_current_sett
     assert len(refit.tenants["acme"].forest.roots) == 7
     assert refit.tenants["acme"].trained_at == 42.0
     assert refit.samples["acme"] is stored.samples["acme"]
+
+
+@pytest.mark.parametrize(("auto_fit", "imported"), [(True, True), (False, False)])
+def test_prepare_imports_what_fitting_needs_before_the_first_fit(
+    auto_fit: bool, imported: bool
+) -> None:
+    """A service calls ``prepare`` at start: scikit-learn (~0.7 s to import) is then not
+    imported inside the batch that triggers a tenant's first fit. (In a fresh interpreter:
+    this one may have imported it already.)"""
+    code = (
+        "import sys\n"
+        "from detectors import ModelConfig, ModelDetector\n"
+        "assert 'sklearn.ensemble' not in sys.modules\n"
+        f"ModelDetector(ModelConfig(auto_fit={auto_fit})).prepare()\n"
+        "print('sklearn.ensemble' in sys.modules)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
+    )
+    assert out.stdout.strip() == str(imported)

@@ -69,6 +69,7 @@ import structlog
 from detectors import Engine, upgrade_state
 from ingest import AuditEvent, IngestError, Limits, UnknownFormat, decode
 from tokenwarden.formats import normalize
+from tokenwarden.learned_models import prepare_fitting
 from tokenwarden.pipeline import BatchResult, Stages
 from tokenwarden.services import Services, build_services, follow_policy_off_loop
 from tokenwarden.settings import Settings
@@ -302,6 +303,7 @@ class StreamWorker:
         self.settings = settings
         self.kafka = kafka = settings.kafka
         self.services = services or build_services(settings, load_state=False)
+        prepare_fitting(self.services.stages.engine)
         #: verifies the micro-batches the API signed, signs the ones relayed here
         self.mac_key = codec.batch_key(self.services.hasher)
         self.clock = clock
