@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import AsyncIterator, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
@@ -80,6 +81,7 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         svc = services or build_services(settings, load_state=not settings.kafka.broker)
         pipeline: EmbeddedPipeline | KafkaPipeline
+        fits: ThreadPoolExecutor | None = None
         if settings.kafka.broker:  # scale-out: accepted events go to Kafka, workers detect
             from tokenwarden.stream.codec import batch_key
             from tokenwarden.stream.publish import KafkaPipeline
@@ -88,7 +90,9 @@ def create_app(
             key = batch_key(svc.hasher)
             pipeline = KafkaPipeline(settings.kafka, db=svc.db, mac_key=key)
         else:
-            prepare_fitting(svc.stages.engine)
+            # the model detector's fits run in a thread of their own, not in the batch
+            fits = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tokenwarden-fit")
+            prepare_fitting(svc.stages.engine, fits)
             pipeline = EmbeddedPipeline(
                 svc.stages,
                 max_batches=settings.queue_batches,
@@ -134,6 +138,8 @@ def create_app(
         finally:
             await pollers.stop()
             await pipeline.stop()
+            if fits is not None:
+                fits.shutdown(wait=False, cancel_futures=True)
             await revocation.stop()
             await http.aclose()
             if services is None:

@@ -4,6 +4,8 @@
 
 from __future__ import annotations
 
+from concurrent.futures import Executor
+
 import sqlalchemy as sa
 import structlog
 
@@ -18,11 +20,12 @@ def model_detector(engine: Engine) -> ModelDetector | None:
     return next((d for d in engine.detectors if isinstance(d, ModelDetector)), None)
 
 
-def prepare_fitting(engine: Engine) -> None:
-    """At a service's start: what the ``model`` detector needs to fit (``prepare``)."""
+def prepare_fitting(engine: Engine, executor: Executor | None = None) -> None:
+    """At a service's start: what the ``model`` detector needs to fit, and where its fits
+    run (``ModelDetector.prepare``)."""
     detector = model_detector(engine)
     if detector is not None:
-        detector.prepare()
+        detector.prepare(executor)
 
 
 def take_fitted(engine: Engine) -> ModelArtifact | None:

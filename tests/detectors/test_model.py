@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import Callable
+from concurrent.futures import Executor, Future
 from typing import Any
 
 import numpy as np
@@ -258,3 +260,101 @@ def test_prepare_imports_what_fitting_needs_before_the_first_fit(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
     )
     assert out.stdout.strip() == str(imported)
+
+
+class Deferred(Executor):
+    """An executor that runs what it is given only when told (``run``): a fit "in the
+    background" whose end the test chooses."""
+
+    def __init__(self) -> None:
+        self.queue: list[tuple[Future[Any], Callable[..., Any], tuple[Any, ...], Any]] = []
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        future: Future[Any] = Future()
+        self.queue.append((future, fn, args, kwargs))
+        return future
+
+    def run(self) -> None:
+        for future, fn, args, kwargs in self.queue:
+            try:
+                future.set_result(fn(*args, **kwargs))
+            except Exception as exc:
+                future.set_exception(exc)
+        self.queue.clear()
+
+
+BACKGROUND = ModelConfig(min_train_rows=200, reservoir_rows=400, min_train_seconds=600)
+
+
+def test_a_fit_in_the_background_leaves_the_batch_and_a_later_batch_takes_it() -> None:
+    """With an executor (a running service), the batch that triggers a fit only hands it
+    over; the tenant goes on as before (here: no model yet) until a batch after the fit
+    ended takes the model — the same model the batch itself would have fitted."""
+    here = ModelDetector(BACKGROUND)
+    det = ModelDetector(BACKGROUND)
+    fits = Deferred()
+    det.prepare(fits)
+    first = _observations(250)
+    trigger = [Observation(event(3600))]
+    for d in (here, det):
+        d.score_batch(first, {})
+        d.score_batch(trigger, {})
+    assert "acme" in here.models
+    assert det.models == {} and len(fits.queue) == 1
+    assert det.take_fitted() is None
+    det.score_batch(_observations(10), {})
+    assert len(fits.queue) == 1, "no second fit while one is running"
+    fits.run()
+    assert det.models == {}, "taken by the next batch, not by the thread"
+    det.score_batch([], {})
+    saved = det.take_fitted()
+    assert saved is not None and set(saved.tenants) == {"acme"}
+    # the rows it was fitted on, not the reservoir as it is now (10 more rows came since)
+    assert saved.samples["acme"].shape == (251, len(FEATURES))
+    probe = np.vstack([normal_rows(30), np.full((2, len(FEATURES)), 3.0)])
+    assert np.array_equal(det.models["acme"].anomaly(probe), here.models["acme"].anomaly(probe))
+    assert det.take_fitted() is None, "handed out once"
+
+
+def test_a_background_fit_that_fails_is_logged_and_tried_again_when_due(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    det = ModelDetector(BACKGROUND)
+    fits = Deferred()
+    det.prepare(fits)
+    failing = [True]
+    fit = det.fit
+
+    def flaky(rows: Any, *, trained_at: float) -> Any:
+        if failing[0]:
+            raise MemoryError("no room for a forest")
+        return fit(rows, trained_at=trained_at)
+
+    det.fit = flaky  # type: ignore[method-assign]
+    det.score_batch(_observations(250), {})
+    det.score_batch([Observation(event(3600))], {})
+    fits.run()
+    with caplog.at_level("ERROR", logger="detectors.model"):
+        det.score_batch([Observation(event(3601))], {})
+    assert "fitting the model of tenant acme failed" in caplog.text
+    assert det.models == {} and det.take_fitted() is None
+    assert len(fits.queue) == 1, "due again: handed over again"
+    failing[0] = False
+    fits.run()
+    det.score_batch([], {})
+    assert "acme" in det.models
+
+
+def test_a_background_fit_older_than_an_adopted_model_is_dropped() -> None:
+    """A stored model adopted while a fit runs (trained later) stays."""
+    det = ModelDetector(BACKGROUND)
+    fits = Deferred()
+    det.prepare(fits)
+    det.score_batch(_observations(250), {})
+    det.score_batch([Observation(event(3600))], {})
+    newer = det.fit(normal_rows(300), trained_at=T0.timestamp() + 7200)
+    det.adopt(ModelArtifact(tenants={"acme": newer}))
+    fits.run()
+    det.score_batch([], {})
+    assert det.models["acme"] is newer
+    assert det.take_fitted() is None

@@ -58,6 +58,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar, cast
@@ -303,7 +304,9 @@ class StreamWorker:
         self.settings = settings
         self.kafka = kafka = settings.kafka
         self.services = services or build_services(settings, load_state=False)
-        prepare_fitting(self.services.stages.engine)
+        #: the ``model`` detector's fits run here, not in the take that triggers them
+        self._fits = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tokenwarden-fit")
+        prepare_fitting(self.services.stages.engine, self._fits)
         #: verifies the micro-batches the API signed, signs the ones relayed here
         self.mac_key = codec.batch_key(self.services.hasher)
         self.clock = clock
@@ -1010,6 +1013,7 @@ class StreamWorker:
 
     async def _on_shutdown(self, sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
         log.info("worker stopping", **self.stats.as_dict())
+        self._fits.shutdown(wait=False, cancel_futures=True)
         writers, self._writers = self._writers, {}
         for writer in writers.values():
             await writer.stop()
