@@ -66,7 +66,7 @@ from __future__ import annotations
 import importlib
 import logging
 from collections.abc import Sequence
-from concurrent.futures import Executor, Future
+from concurrent.futures import Executor, Future, wait
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -425,6 +425,22 @@ class ModelDetector:
             tenants={t: self.models[t] for t in tenants},
             samples={t: samples[t] for t in tenants if t in samples and len(samples[t])},
         )
+
+    def finish_fits(self, timeout: float) -> None:
+        """Wait up to ``timeout`` seconds for the fits running in the executor, and take
+        those that ended (at a service's stop: ``take_fitted`` then hands them out)."""
+        if self._pending:
+            wait([future for future, _ in self._pending.values()], timeout=timeout)
+            self._collect()
+
+    def hand_back(self, artifact: ModelArtifact) -> None:
+        """Models ``take_fitted`` handed out that could not be saved: handed out again by
+        the next ``take_fitted`` (unless a newer fit replaced them meanwhile)."""
+        for tenant, model in artifact.tenants.items():
+            if self.models.get(tenant) is model:
+                self._fitted.add(tenant)
+                if tenant in artifact.samples:
+                    self._samples.setdefault(tenant, artifact.samples[tenant])
 
     def refit_from(
         self, artifact: ModelArtifact, *, trained_at: float | None = None

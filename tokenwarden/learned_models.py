@@ -5,12 +5,14 @@
 from __future__ import annotations
 
 from concurrent.futures import Executor
+from datetime import datetime
 
 import sqlalchemy as sa
 import structlog
 
 from detectors import Engine, ModelArtifact, ModelDetector
 from revocation import store
+from revocation.txn import writing
 
 log = structlog.get_logger("tokenwarden.models")
 
@@ -32,6 +34,32 @@ def take_fitted(engine: Engine) -> ModelArtifact | None:
     """The models the Engine's ``model`` detector fitted since it was last asked."""
     detector = model_detector(engine)
     return detector.take_fitted() if detector is not None else None
+
+
+def save_fitted(engine: Engine, db: sa.Engine, *, now: datetime, wait: float = 0.0) -> list[str]:
+    """Save, in a transaction of their own, the models fitted since the last batch took
+    them — a fit that ended in its thread after the last batch, which the next batch would
+    otherwise save only when traffic comes. ``wait``: seconds to wait for fits still
+    running (at a service's stop). A store fault raises, and the models are handed out
+    again (``ModelDetector.hand_back``) for the next batch to save. Returns the tenants
+    saved (a tenant whose stored model is newer is left alone)."""
+    detector = model_detector(engine)
+    if detector is None:
+        return []
+    if wait:
+        detector.finish_fits(wait)
+    fitted = detector.take_fitted()
+    if fitted is None:
+        return []
+    try:
+        models = store.encode_models(fitted)
+        with writing(db) as conn:
+            saved = store.save_models(conn, models=models, now=now)
+    except Exception:
+        detector.hand_back(fitted)
+        raise
+    log.info("fitted models saved", tenants=saved)
+    return saved
 
 
 def adopt_stored(engine: Engine, conn: sa.Connection) -> list[str]:

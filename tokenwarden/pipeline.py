@@ -36,7 +36,7 @@ from revocation.store.audit import append_audit_many
 from revocation.store.outbox import Claimed
 from revocation.txn import writing
 from tokenwarden.db import checkpoint_wal
-from tokenwarden.learned_models import take_fitted
+from tokenwarden.learned_models import save_fitted, take_fitted
 from tokenwarden.state import TrackedState
 
 log = structlog.get_logger("tokenwarden.pipeline")
@@ -341,6 +341,12 @@ class EmbeddedPipeline:
             await asyncio.to_thread(self.stages.flush_state, now=self.clock())
         except Exception:
             log.exception("saving the pending detector state at stop failed")
+        try:  # models whose fit ended after the last batch (or ends within seconds)
+            await asyncio.to_thread(
+                save_fitted, self.stages.engine, self.stages.db, now=self.clock(), wait=5.0
+            )
+        except Exception:
+            log.exception("saving the fitted models at stop failed")
 
     def submit(
         self, events: list[AuditEvent], *, extras: Sequence[Extra] = ()

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import Callable
-from concurrent.futures import Executor, Future
 from typing import Any
 
 import numpy as np
@@ -21,7 +19,7 @@ from detectors import (
 )
 from detectors.features import F_NET_NOVELTY, F_SCOPE_WEIGHT, Finding, Observation
 from detectors.model_artifact import TenantModel
-from tests.detectors.usage import T0, engine_run, event
+from tests.detectors.usage import T0, Deferred, engine_run, event
 
 RNG = np.random.default_rng(3)
 
@@ -260,27 +258,6 @@ def test_prepare_imports_what_fitting_needs_before_the_first_fit(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
     )
     assert out.stdout.strip() == str(imported)
-
-
-class Deferred(Executor):
-    """An executor that runs what it is given only when told (``run``): a fit "in the
-    background" whose end the test chooses."""
-
-    def __init__(self) -> None:
-        self.queue: list[tuple[Future[Any], Callable[..., Any], tuple[Any, ...], Any]] = []
-
-    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
-        future: Future[Any] = Future()
-        self.queue.append((future, fn, args, kwargs))
-        return future
-
-    def run(self) -> None:
-        for future, fn, args, kwargs in self.queue:
-            try:
-                future.set_result(fn(*args, **kwargs))
-            except Exception as exc:
-                future.set_exception(exc)
-        self.queue.clear()
 
 
 BACKGROUND = ModelConfig(min_train_rows=200, reservoir_rows=400, min_train_seconds=600)

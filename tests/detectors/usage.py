@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import Executor, Future
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -91,3 +92,24 @@ def engine_run(
     engine: Engine, events: Sequence[AuditEvent], state: dict[str, Any]
 ) -> list[Detection]:
     return engine.process(events, state, max(e.time for e in events))
+
+
+class Deferred(Executor):
+    """An executor that runs what it is given only when told (``run``): a fit "in the
+    background" whose end the test chooses."""
+
+    def __init__(self) -> None:
+        self.queue: list[tuple[Future[Any], Callable[..., Any], tuple[Any, ...], Any]] = []
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        future: Future[Any] = Future()
+        self.queue.append((future, fn, args, kwargs))
+        return future
+
+    def run(self) -> None:
+        for future, fn, args, kwargs in self.queue:
+            try:
+                future.set_result(fn(*args, **kwargs))
+            except Exception as exc:
+                future.set_exception(exc)
+        self.queue.clear()

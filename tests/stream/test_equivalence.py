@@ -15,7 +15,7 @@ import sqlalchemy as sa
 
 from ingest import AuditEvent, TokenHasher, iter_ndjson
 from revocation import store
-from tests.stream.cluster import HASH_KEY, MAC_KEY, ROOT, wait_consumed
+from tests.stream.cluster import HASH_KEY, MAC_KEY, ROOT, wait_consumed, wait_until
 from tests.stream.conftest import StartWorkers
 from tokenwarden.formats import build_formats, normalize
 from tokenwarden.pipeline import EmbeddedPipeline
@@ -140,3 +140,12 @@ def test_two_workers_give_the_embedded_orders(
     assert exact == {d for d in detections if d.split()[1] not in population}
     assert any(" refresh_reuse " in d for d in exact)
     assert len(differ) <= len(expected_detections) // 3
+    # the workers fitted models in their fitting threads and saved them (with a later take,
+    # or their timer when the fit ended after the last one)
+
+    def saved() -> list[Any]:
+        with db.connect() as conn:
+            return store.list_models(conn)
+
+    wait_until(lambda: bool(saved()), 30, "a worker to save the model it fitted")
+    assert all(m.rows >= 2000 for m in saved())

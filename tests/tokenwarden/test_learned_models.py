@@ -17,9 +17,9 @@ from detectors import FEATURES, ModelArtifact, ModelDetector
 from revocation import store
 from revocation.tables import detector_models
 from tests.credentials import bearer, mint_key
-from tests.detectors.usage import T0, event
+from tests.detectors.usage import T0, Deferred, event
 from tokenwarden.app import create_app
-from tokenwarden.learned_models import model_detector
+from tokenwarden.learned_models import model_detector, prepare_fitting, save_fitted
 from tokenwarden.services import Services, build_services
 from tokenwarden.settings import Settings
 
@@ -117,3 +117,30 @@ def test_the_api_lists_each_tenants_stored_models_to_its_own_keys(tmp_path: Path
         r = client.get("/v1/models", params={"tenant": "acme"}, headers=beta)
         assert r.status_code == 404
         assert client.get("/v1/models").status_code == 401
+
+
+def test_a_fit_that_ends_after_the_last_batch_is_saved_by_save_fitted(tmp_path: Path) -> None:
+    """In a running service the fit runs in its own thread (``prepare``); a fit that ends
+    after the last batch is saved by ``save_fitted`` (the worker's timer, a stop), and a
+    store fault hands the model back for the next try."""
+    services = build_services(_settings(tmp_path))
+    detector = _model(services)
+    fits = Deferred()
+    prepare_fitting(services.stages.engine, fits)
+    try:
+        _traffic(services, 30)
+        assert detector.models == {} and len(fits.queue) == 1
+        fits.run()  # the fit ends after the last batch
+        with services.db.connect() as conn:
+            assert store.list_models(conn) == []
+        broken = sa.create_engine(f"sqlite:///{tmp_path / 'missing' / 'x.db'}")
+        with pytest.raises(sa.exc.OperationalError):
+            save_fitted(services.stages.engine, broken, now=T0)
+        assert save_fitted(services.stages.engine, services.db, now=T0) == ["acme"]
+        assert "acme" in detector.models
+        with services.db.connect() as conn:
+            (row,) = store.list_models(conn)
+        assert row.trained_at.timestamp() == detector.models["acme"].trained_at
+        assert save_fitted(services.stages.engine, services.db, now=T0) == [], "saved once"
+    finally:
+        services.db.dispose()

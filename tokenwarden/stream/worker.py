@@ -70,7 +70,7 @@ import structlog
 from detectors import Engine, upgrade_state
 from ingest import AuditEvent, IngestError, Limits, UnknownFormat, decode
 from tokenwarden.formats import normalize
-from tokenwarden.learned_models import prepare_fitting
+from tokenwarden.learned_models import prepare_fitting, save_fitted
 from tokenwarden.pipeline import BatchResult, Stages
 from tokenwarden.services import Services, build_services, follow_policy_off_loop
 from tokenwarden.settings import Settings
@@ -97,6 +97,8 @@ ENTITY_TABLE = "entity-state"
 #: the rest itself (``StreamWorker._catch_up``)
 CATCH_UP_TICKS = 3
 FAMILY_TABLE = "family-state"
+#: how often a model whose fit ended after the audit stage's last take is saved
+FITTED_SAVE_SECONDS = 5.0
 #: takes of at most this many bytes are decoded and detected on the event loop
 #: (``_off_loop``): ~100 events, a few ms of work
 INLINE_BYTES = 32 * 1024
@@ -350,6 +352,7 @@ class StreamWorker:
         app.task(self._revocation_task)
         app.timer(60.0)(self._log_stats)
         app.timer(1.0)(self._catch_up)
+        app.timer(FITTED_SAVE_SECONDS)(self._save_fitted_tick)
         app.timer(settings.policy_refresh_seconds)(self._refresh_policy)
         app.on_before_shutdown.connect(self._on_shutdown)
         app.on_partitions_assigned.connect(self._on_assigned)
@@ -1008,11 +1011,34 @@ class StreamWorker:
         store fault or a stored policy that no longer validates keeps the current one."""
         await follow_policy_off_loop(self.services, (self.entity.stages, self.family.stages))
 
+    async def _save_fitted_tick(self) -> None:
+        # (a faust timer passes the app to a function that takes any argument)
+        await self._save_fitted(wait=0.0)
+
+    async def _save_fitted(self, *, wait: float) -> None:
+        """Save the models the fitting thread finished after the audit stage's last take
+        (``learned_models.save_fitted``), between takes (the detector is not thread-safe).
+        A store fault is logged: the next take or look saves them."""
+        stage = self.entity
+        try:
+            await asyncio.wait_for(stage.lock.acquire(), timeout=30.0)
+        except TimeoutError:
+            return
+        try:
+            await asyncio.to_thread(
+                save_fitted, stage.stages.engine, self.services.db, now=self.clock(), wait=wait
+            )
+        except Exception:
+            log.exception("saving fitted models failed; the next take saves them")
+        finally:
+            stage.lock.release()
+
     async def _log_stats(self) -> None:
         log.info("worker stats", **self.stats.as_dict())
 
     async def _on_shutdown(self, sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
         log.info("worker stopping", **self.stats.as_dict())
+        await self._save_fitted(wait=5.0)
         self._fits.shutdown(wait=False, cancel_futures=True)
         writers, self._writers = self._writers, {}
         for writer in writers.values():
