@@ -134,8 +134,9 @@ def train(
     the store, and to a file with --out."""
     from tokenwarden.cli import _settings
     from tokenwarden.db import make_engine, upgrade
-    from tokenwarden.train import save_to_store, train_from_store
+    from tokenwarden.learned_models import save_to_store
     from tokenwarden.train import train as run_training
+    from tokenwarden.train import train_from_store
 
     if (source is not None) == from_store:  # neither, or both
         typer.echo("error: give either --from FILE or --from-store", err=True)

@@ -52,14 +52,20 @@ def save_fitted(engine: Engine, db: sa.Engine, *, now: datetime, wait: float = 0
     if fitted is None:
         return []
     try:
-        models = store.encode_models(fitted)
-        with writing(db) as conn:
-            saved = store.save_models(conn, models=models, now=now)
+        saved = save_to_store(db, fitted, now=now)
     except Exception:
         detector.hand_back(fitted)
         raise
     log.info("fitted models saved", tenants=saved)
     return saved
+
+
+def save_to_store(db: sa.Engine, artifact: ModelArtifact, *, now: datetime) -> list[str]:
+    """Store the models (the service loads them at its next start); a tenant whose stored
+    model is newer keeps it. Returns the tenants written."""
+    models = store.encode_models(artifact)
+    with writing(db) as conn:
+        return store.save_models(conn, models=models, now=now)
 
 
 def adopt_stored(engine: Engine, conn: sa.Connection) -> list[str]:

@@ -111,14 +111,6 @@ def train_from_store(
     return result, artifact
 
 
-def save_to_store(db: sa.Engine, artifact: ModelArtifact, *, now: datetime) -> list[str]:
-    """Store the models (the service loads them at its next start); a tenant whose stored
-    model is newer keeps it. Returns the tenants written."""
-    models = store.encode_models(artifact)
-    with db.begin() as conn:
-        return store.save_models(conn, models=models, now=now)
-
-
 def _detector(params: Mapping[str, Mapping[str, Any]]) -> ModelDetector:
     return ModelDetector(
         ModelConfig(**{**dict(params.get("model", {})), "auto_fit": False, "path": None})
