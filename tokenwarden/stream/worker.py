@@ -502,15 +502,22 @@ class StreamWorker:
         if add_gap is not None:
             await add_gap(tp, start, end - 1)
         return [
-            _Message(
-                Source(tp.topic, tp.partition, r.offset),
-                r.value,
-                codec.is_batch(r.headers),
-                family_sent=codec.family_sent(r.headers),
-                trusted=codec.signed(r.headers, r.value, key=self.mac_key),
-            )
+            self._message(Source(tp.topic, tp.partition, r.offset), r.value, r.headers)
             for r in records
         ]
+
+    def _message(
+        self, source: Source, value: bytes | None, headers: Any, *, timestamp: float | None = None
+    ) -> _Message:
+        """A record of a detecting stage's topic, its headers read and its MAC checked."""
+        return _Message(
+            source,
+            value,
+            codec.is_batch(headers),
+            timestamp=timestamp,
+            family_sent=codec.family_sent(headers),
+            trusted=codec.signed(headers, value, key=self.mac_key),
+        )
 
     async def _side_reader(self) -> Any:
         """An aiokafka consumer of our own (no group) for reading ranges and end offsets."""
@@ -549,13 +556,11 @@ class StreamWorker:
 
     async def _detecting(self, stage: _Stage, events: list[Any]) -> None:
         messages = [
-            _Message(
+            self._message(
                 Source(e.message.topic, e.message.partition, e.message.offset),
                 e.value,
-                codec.is_batch(e.message.headers),
+                e.message.headers,
                 timestamp=e.message.timestamp,
-                family_sent=codec.family_sent(e.message.headers),
-                trusted=codec.signed(e.message.headers, e.value, key=self.mac_key),
             )
             for e in events
         ]
