@@ -172,6 +172,8 @@ class Progress:
         self.kafka = kafka
         self._consumer: Any = None
         self._admin: Any = None
+        #: why the last poll could not read the offsets (for the timeout's message)
+        self.error: Exception | None = None
 
     def _connect(self) -> None:
         from kafka import KafkaConsumer
@@ -199,9 +201,11 @@ class Progress:
                 return False  # no metadata for a topic yet
             ends = consumer.end_offsets(tps)
             done = self._admin.list_group_offsets(group).get(group, {})
-        except Exception:
+        except Exception as exc:
+            self.error = exc
             self.close()
             return False
+        self.error = None
         committed = {tp: int(o.offset) for tp, o in done.items()}
         return all(committed.get(tp, 0) >= end for tp, end in ends.items() if end > 0)
 
@@ -232,7 +236,8 @@ def wait_consumed(kafka: KafkaSettings, timeout: float = 120.0, stable: float = 
             time.sleep(0.05)
     finally:
         progress.close()
-    raise TimeoutError("the workers did not consume everything in time")
+    why = f" (the last poll failed: {progress.error!r})" if progress.error else ""
+    raise TimeoutError(f"the workers did not consume everything in time{why}")
 
 
 def read_topic(bootstrap: str, topic: str, timeout: float = 5.0) -> list[Any]:
