@@ -45,6 +45,7 @@ sys.path[:] = [str(ROOT)] + [p for p in sys.path if Path(p or ".").resolve() != 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer  # noqa: E402
 
 from bench.traffic import events as traffic  # noqa: E402
+from detectors import ModelArtifact  # noqa: E402
 from ingest import AuditEvent, TokenHasher, validate_events  # noqa: E402
 from tests.stream.broker import Tansu, running_tansu  # noqa: E402
 from tests.stream.cluster import (  # noqa: E402
@@ -57,10 +58,12 @@ from tests.stream.cluster import (  # noqa: E402
     worker_env,
 )
 from tokenwarden.db import make_engine, upgrade  # noqa: E402
+from tokenwarden.learned_models import save_to_store  # noqa: E402
 from tokenwarden.runtime import tune_gc  # noqa: E402
 from tokenwarden.stream.publish import KafkaPipeline  # noqa: E402
 from tokenwarden.stream.settings import KafkaSettings  # noqa: E402
 from tokenwarden.stream.topics import provision  # noqa: E402
+from tokenwarden.train import train  # noqa: E402
 
 
 class Workers:
@@ -149,12 +152,25 @@ def raw_consume(broker: Tansu, n: int, fetch_wait_ms: int) -> dict[str, Any]:
     return asyncio.run(run())
 
 
+def trained_models(n: int, tmp: Path) -> ModelArtifact:
+    """The model's forests for the bench traffic's tenants: ``tokenwarden train`` over
+    ``n`` events of the same traffic with another seed."""
+    path = tmp / "history.ndjson"
+    with path.open("wb") as fh:
+        for raw in traffic(n, families=max(1000, n // 50), seed=8):
+            fh.write(orjson.dumps(raw) + b"\n")
+    _, artifact = train(path)
+    path.unlink()
+    return artifact
+
+
 @contextmanager
 def cluster(
-    args: argparse.Namespace, workers: int, logdir: Path
+    args: argparse.Namespace, workers: int, logdir: Path, models: ModelArtifact | None = None
 ) -> Iterator[tuple[Tansu, KafkaSettings, sa.Engine, Workers]]:
-    """A fresh broker and PostgreSQL schema, the topics, and ``workers`` worker processes
-    (started, not yet ready); all stopped at the end."""
+    """A fresh broker and PostgreSQL schema (holding ``models``, which the workers load at
+    start), the topics, and ``workers`` worker processes (started, not yet ready); all
+    stopped at the end."""
     with running_tansu() as broker, pg_schema(args.postgres) as db_url:
         kafka = KafkaSettings(
             broker=broker.url,
@@ -167,6 +183,8 @@ def cluster(
         provision(kafka)
         db = make_engine(db_url)
         upgrade(db)
+        if models is not None:
+            save_to_store(db, models, now=datetime.now(UTC))
         procs = Workers(
             workers,
             worker_env(kafka, db_url, TOKENWARDEN_KAFKA__COMMIT_INTERVAL_SECONDS="0.2"),
@@ -185,9 +203,13 @@ def parsed_traffic(n: int) -> list[AuditEvent]:
 
 
 def throughput(
-    workers: int, events: list[AuditEvent], args: argparse.Namespace, logdir: Path
+    workers: int,
+    events: list[AuditEvent],
+    args: argparse.Namespace,
+    logdir: Path,
+    models: ModelArtifact | None,
 ) -> dict[str, Any]:
-    with cluster(args, workers, logdir) as (_, kafka, db, procs):
+    with cluster(args, workers, logdir, models) as (_, kafka, db, procs):
         procs.wait_ready()
         cpu0 = procs.cpu_seconds()
 
@@ -371,6 +393,12 @@ def main() -> None:
         "per partition pay one-off costs: connections, statement compilation)",
     )
     parser.add_argument("--postgres", default="postgresql+psycopg://postgres@127.0.0.1:5432/test")
+    parser.add_argument(
+        "--models",
+        choices=("trained", "cold"),
+        default="trained",
+        help="throughput: start the workers with trained models, or with none",
+    )
     parser.add_argument("--skip", default="", help="comma list of: raw,1,2,latency")
     parser.add_argument("--logs", default=None, help="keep the workers' logs in this directory")
     args = parser.parse_args()
@@ -384,6 +412,7 @@ def main() -> None:
         "batch_events": args.batch,
         "state_buckets": args.buckets,
         "store": "postgresql",
+        "models": args.models,
     }
     with tempfile.TemporaryDirectory(prefix="tw-bench-stream-") as tmp:
         logdir = Path(args.logs or tmp)
@@ -392,10 +421,14 @@ def main() -> None:
             with running_tansu() as broker:
                 out.update(raw_consume(broker, 200_000, args.fetch_wait_ms))
         events = parsed_traffic(args.events)
+        models = None
+        if args.models == "trained" and not {"1", "2"} <= skip:
+            models = trained_models(args.events, Path(tmp))
+            out["model_tenants"] = len(models.tenants)
         for n in (1, 2):
             if str(n) in skip:
                 continue
-            result = throughput(n, events, args, logdir)
+            result = throughput(n, events, args, logdir, models)
             out[f"events_per_s_{n}_worker{'s' if n > 1 else ''}"] = result.pop("events_per_s")
             out[f"run_{n}"] = result
         if "latency" not in skip:
