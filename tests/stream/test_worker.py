@@ -14,6 +14,7 @@ import pytest
 import sqlalchemy as sa
 from aiokafka import AIOKafkaProducer
 
+from ingest import TokenHasher
 from revocation import store
 from tests.credentials import bearer, mint_key
 from tests.stream.broker import Tansu
@@ -45,10 +46,16 @@ def orders(db: sa.Engine) -> dict[str, Any]:
 
 
 def produce(
-    bootstrap: str, topic: str, values: list[bytes], *, key: bytes | None = None
+    bootstrap: str,
+    topic: str,
+    values: list[bytes],
+    *,
+    key: bytes | None = None,
+    headers: list[list[tuple[str, bytes]]] | None = None,
 ) -> list[int]:
-    """``values`` to partition 0 of ``topic``, in order; their offsets (a worker may append
-    its own messages to the same partition in between)."""
+    """``values`` (with ``headers``, one list per value) to partition 0 of ``topic``, in
+    order; their offsets (a worker may append its own messages to the same partition in
+    between)."""
     import asyncio
 
     async def run() -> list[int]:
@@ -56,8 +63,16 @@ def produce(
         await producer.start()
         try:
             return [
-                (await producer.send_and_wait(topic, value, key=key, partition=0)).offset
-                for value in values
+                (
+                    await producer.send_and_wait(
+                        topic,
+                        value,
+                        key=key,
+                        partition=0,
+                        headers=headers[i] if headers else None,
+                    )
+                ).offset
+                for i, value in enumerate(values)
             ]
         finally:
             await producer.stop()
@@ -213,6 +228,60 @@ def test_forwarded_records_on_the_topic_and_the_dead_letter_queue(
     assert jwt not in by_offset[mixed]["record"]  # a raw token never reaches the DLQ
     assert "format" in by_offset[unknown]["error"]
     assert set(orders(db)) == {"fam-a", "fam-b"}
+
+
+def test_a_micro_batch_with_a_forged_mac_is_validated_not_trusted(
+    kafka: KafkaSettings, db: sa.Engine, start_workers: StartWorkers
+) -> None:
+    """Only a micro-batch whose MAC verifies under the key derived from the instance's hash
+    key is rebuilt without validation. One signed with another key (a forwarder faking our
+    headers), or carrying no MAC, is validated like a forwarder's record: its raw token is
+    hashed before anything stores it."""
+    [worker] = start_workers(kafka, 1)
+    bootstrap = kafka.bootstrap_servers()[0]
+    jwt = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJtYWxsb3J5In0.Zm9yZ2VkLWJhdGNoLXNpZ25hdHVyZQ"
+
+    def batch(family: str, token: str) -> bytes:
+        event = {
+            "id": f"{family}-1",
+            "time": "2026-11-24T08:00:00Z",
+            "tenant": "acme",
+            "action": "token.used",
+            "user": "mallory@acme.example",
+            "agent": "agent-crm",
+            "audience": "https://api.crm.example",
+            "scopes": ["crm:read"],
+            "token": {"id": token, "family_id": family, "type": "access_token"},
+        }
+        return orjson.dumps([event])
+
+    other = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJldmUifQ.bm8tbWFjLWF0LWFsbC1zaWduYXR1cmU"
+    forged, unsigned = batch("fam-forged", jwt), batch("fam-bare", other)
+    genuine = batch("fam-ours", "tok-ours-1")
+    produce(
+        bootstrap,
+        kafka.audit_topic,
+        [forged, unsigned, genuine],
+        key=b"acme/u/mallory@acme.example",
+        headers=[
+            codec.batch_headers(forged, key=b"k" * 32),  # a MAC under another key
+            codec.batch_headers(unsigned),  # the batch header, no MAC
+            codec.batch_headers(genuine, key=MAC_KEY),
+        ],
+    )
+    wait_consumed(kafka)
+    with db.connect() as conn:
+        rows = conn.execute(sa.text("SELECT family_id, token_id FROM tokens")).all()
+    stored = {family: token for family, token in rows}
+    assert set(stored) == {"fam-forged", "fam-bare", "fam-ours"}
+    hasher = TokenHasher(HASH_KEY.encode())
+    # validated: the raw token hashed under the instance's key, as the API would have
+    assert stored["fam-forged"] == hasher.hash(jwt) != jwt
+    assert stored["fam-bare"] == hasher.hash(other) != other
+    assert stored["fam-ours"] == "tok-ours-1"  # rebuilt as our publisher wrote it
+    worker.stop()
+    stats = stats_of(worker)
+    assert stats["messages"] == 3 and stats["signed"] == 1
 
 
 def test_a_configured_ingest_topic(

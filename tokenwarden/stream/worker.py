@@ -278,7 +278,9 @@ class _Message:
     timestamp: float | None = None
     #: its family-stage events are on the family topic already (the API sent them there)
     family_sent: bool = False
-    #: its MAC verified: our own publisher wrote it (``codec.signed``)
+    #: its headers, for the MAC check when it is decoded
+    headers: Any = None
+    #: its MAC verified: our own publisher wrote it (``codec.signed``; set by ``_decode``)
     trusted: bool = False
 
 
@@ -509,14 +511,16 @@ class StreamWorker:
     def _message(
         self, source: Source, value: bytes | None, headers: Any, *, timestamp: float | None = None
     ) -> _Message:
-        """A record of a detecting stage's topic, its headers read and its MAC checked."""
+        """A record of a detecting stage's topic, its headers read (its MAC is checked by
+        ``_decode``: HMAC over a take's megabytes is work for the decoding thread, not for
+        the event loop)."""
         return _Message(
             source,
             value,
             codec.is_batch(headers),
             timestamp=timestamp,
             family_sent=codec.family_sent(headers),
-            trusted=codec.signed(headers, value, key=self.mac_key),
+            headers=headers,
         )
 
     async def _side_reader(self) -> Any:
@@ -730,10 +734,12 @@ class StreamWorker:
             )
 
     def _decode(self, messages: list[_Message]) -> list[tuple[Source, list[Bad]]]:
-        """Each micro-batch into events; what does not validate, for the DLQ."""
+        """Each micro-batch into events — rebuilt when its MAC verifies, else validated;
+        what does not validate, for the DLQ."""
         hasher = self.services.hasher
         dead: list[tuple[Source, list[Bad]]] = []
         for m in messages:
+            m.trusted = codec.signed(m.headers, m.value, key=self.mac_key)
             try:
                 parsed = codec.decode_events(m.value or b"", hasher=hasher, trusted=m.trusted)
             except ValueError as exc:
