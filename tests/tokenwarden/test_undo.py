@@ -54,13 +54,13 @@ def test_undo_after_undo_undoes_only_what_came_since() -> None:
 
 
 def test_partition_state_undoes_by_checkpoint() -> None:
-    store: dict[str, Any] = {"0|rec": [1, 2]}
+    store: dict[str, Any] = {"0|rec": b"[1,2]"}
     s = PartitionState(store, 0)
     s.start_undo()
     s["rec"].append(3)
     s["new"] = 1
     s.undo()
-    assert s["rec"] == [1, 2] and "new" not in s and store == {"0|rec": [1, 2]}
+    assert s["rec"] == [1, 2] and "new" not in s and store == {"0|rec": b"[1,2]"}
     s.stop_undo()
     with pytest.raises(RuntimeError):
         s.undo()

@@ -6,10 +6,11 @@ producer buffer and aiokafka's per-message ``send``: ~46 µs per key measured he
 into one record batch with aiokafka's batch API cost ~2 µs each. ``ChangelogWriter`` does
 that: the records a ``PartitionState`` returns (already applied to the Table's in-memory
 store) go to the Table's changelog topic, in the partition of the message that changed
-them, serialized exactly as faust serializes them (the ``json`` codec, faust's orjson
-options), and the caller waits for the acknowledgement before the message counts as
-processed — so the changelog holds the state before the source offset is committed, and
-faust's own recovery reads these records like any others when a partition moves.
+them, keys and values serialized exactly as faust's ``json`` codec serializes them (faust's
+orjson options: :func:`encode`; a value comes already encoded, as the store keeps it), and
+the caller waits for the acknowledgement before the message counts as processed — so the
+changelog holds the state before the source offset is committed, and faust's own recovery
+reads these records like any others when a partition moves.
 """
 
 from __future__ import annotations
@@ -26,11 +27,14 @@ _OPTIONS = orjson.OPT_NON_STR_KEYS | orjson.OPT_UTC_Z
 MAX_BATCH_BYTES = 1024 * 1024
 
 
-def serialize(records: Sequence[tuple[str, Any]]) -> list[tuple[bytes, bytes | None]]:
-    return [
-        (orjson.dumps(k, option=_OPTIONS), None if v is None else orjson.dumps(v, option=_OPTIONS))
-        for k, v in records
-    ]
+def encode(value: Any) -> bytes:
+    """``value`` as faust's json codec writes it (``faust.utils.json.dumps``)."""
+    return orjson.dumps(value, option=_OPTIONS)
+
+
+def serialize(records: Sequence[tuple[str, bytes | None]]) -> list[tuple[bytes, bytes | None]]:
+    """``(table key, encoded value or None)`` records as changelog keys and values."""
+    return [(orjson.dumps(k, option=_OPTIONS), v) for k, v in records]
 
 
 class ChangelogWriter:
@@ -54,7 +58,9 @@ class ChangelogWriter:
     async def stop(self) -> None:
         await self._producer.stop()
 
-    async def write(self, topic: str, partition: int, records: Sequence[tuple[str, Any]]) -> None:
+    async def write(
+        self, topic: str, partition: int, records: Sequence[tuple[str, bytes | None]]
+    ) -> None:
         """Send ``records`` to ``topic``/``partition`` in order, as few record batches as
         fit; return once the broker acknowledged all of them."""
         if not records:

@@ -340,8 +340,9 @@ class StreamWorker:
                 state=TrackedState(),
                 routing=base.routing,
             )
-            # key and value types unset: faust's json codec, as ChangelogWriter writes
-            t = app.Table(table, default=None, partitions=kafka.partitions)
+            # keys through faust's json codec, as ChangelogWriter writes them; values kept
+            # as their JSON bytes (``raw``: ``tokenwarden.stream.state``)
+            t = app.Table(table, default=None, partitions=kafka.partitions, value_type=bytes)
             return _Stage(name, topic, stages, t, kafka.state_buckets)
 
         self.entity = stage("audit", kafka.audit_topic, principal_engine, ENTITY_TABLE)
@@ -851,7 +852,7 @@ class StreamWorker:
         await asyncio.gather(*writes)
 
     async def _write_changelog(
-        self, topic: str, partition: int, records: list[tuple[str, Any]]
+        self, topic: str, partition: int, records: list[tuple[str, bytes | None]]
     ) -> None:
         """The records until the broker takes them. They are already in the in-memory
         store and the watermark moved, so giving up would let a retry of the messages
