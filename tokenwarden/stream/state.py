@@ -99,26 +99,31 @@ class PartitionState(TrackedState):
             bucket = self._decoded[n] = _loads(raw)
         return bucket
 
-    def _read(self, key: str) -> Any:
+    def _read(self, key: str, default: Any) -> Any:
         """The stored value of ``key``, decoded: an object of its own the detectors may
-        change (class doc), kept with the pending values."""
+        change (class doc), kept with the pending values; ``default`` if it has none (no
+        exception raised and caught: the detectors look up keys not stored yet for every
+        new entity)."""
         if self._buckets:
             bucket = self._bucket(bucket_of(key, self._buckets))
             if bucket is None:
-                raise KeyError(key)
-            value = bucket[key]
+                return default
+            value = bucket.get(key, _MISSING)
+            if value is _MISSING:
+                return default
         else:
-            value = _loads(self._store[self._prefix + key])
+            raw = self._store.get(self._prefix + key)
+            if raw is None:
+                return default
+            value = _loads(raw)
         self._data[key] = value
         return value
 
     def __getitem__(self, key: str) -> Any:
-        try:
-            return self._data[key]
-        except KeyError:
-            if key in self._deleted:
-                raise
-        return self._read(key)
+        value = self.get(key, _MISSING)
+        if value is _MISSING:
+            raise KeyError(key)
+        return value
 
     # TrackedState serves ``get`` and ``in`` from its dict alone (the detectors' hot path);
     # here they must fall through to the Table's store like ``[]`` does.
@@ -128,10 +133,7 @@ class PartitionState(TrackedState):
             return value
         if key in self._deleted:
             return default
-        try:
-            return self._read(key)
-        except KeyError:
-            return default
+        return self._read(key, default)
 
     def __contains__(self, key: object) -> bool:
         if not isinstance(key, str):
