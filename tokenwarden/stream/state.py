@@ -26,7 +26,8 @@ bytes as they were (a take rolled back finds them untouched); ``apply`` encodes 
 changed value once, and those bytes are both the store's new value and the changelog
 record. (The store used to hold the decoded objects: every first read in a take then
 deep-copied the value in Python and ``apply``'s changes were encoded again for the
-changelog — at 10,000 entities, 5,000-event takes, twice the cost of detecting itself.)
+changelog — at 10,000 entities, 5,000-event takes, more than twice the cost of detecting
+itself.)
 
 The partition prefix keeps each partition's keys apart in the one store faust keeps for all
 of them, so a sweep touches only its own partition's keys and a partition that moved away
@@ -206,7 +207,7 @@ class PartitionState(TrackedState):
 
     def apply(
         self, changed: Mapping[str, Any], deleted: set[str], *, offset: int | None
-    ) -> list[tuple[str, Any]]:
+    ) -> list[tuple[str, bytes | None]]:
         """Apply a batch's changes (as ``take_changes`` gave them) and the watermark to the
         in-memory store, forget the pending values, and return the changelog records that
         make them durable — ``(table key, value bytes)``, ``None`` for a deletion, the
