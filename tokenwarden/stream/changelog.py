@@ -44,7 +44,7 @@ def encode(value: Any) -> bytes:
 
 def serialize(records: Sequence[tuple[str, bytes | None]]) -> list[tuple[bytes, bytes | None]]:
     """``(table key, encoded value or None)`` records as changelog keys and values."""
-    return [(own_bytes(orjson.dumps(k, option=_OPTIONS)), v) for k, v in records]
+    return [(encode(k), v) for k, v in records]
 
 
 class ChangelogWriter:
