@@ -79,7 +79,9 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        svc = services or build_services(settings, load_state=not settings.kafka.broker)
+        # with a broker the workers detect: no detector state or learned models here
+        detecting = not settings.kafka.broker
+        svc = services or build_services(settings, load_state=detecting, adopt_models=detecting)
         pipeline: EmbeddedPipeline | KafkaPipeline
         fits: ThreadPoolExecutor | None = None
         if settings.kafka.broker:  # scale-out: accepted events go to Kafka, workers detect

@@ -105,12 +105,18 @@ async def follow_policy_off_loop(services: Services, stages: Sequence[Stages] = 
 
 
 def build_services(
-    settings: Settings, *, migrate: bool = True, load_state: bool = True
+    settings: Settings,
+    *,
+    migrate: bool = True,
+    load_state: bool = True,
+    adopt_models: bool = True,
 ) -> Services:
     """Open the database (migrating it), load detector state, wire the stages.
 
     ``load_state=False`` where the stages' detector state lives elsewhere (the Kafka
-    runner: faust Tables) — the saved state can be large and would only be thrown away."""
+    runner: faust Tables) — the saved state can be large and would only be thrown away.
+    ``adopt_models=False`` where nothing is scored (the API of ``serve --broker``: the
+    workers detect): the stored learned models are not loaded into its engine."""
     db = make_engine(settings.database_url)
     if migrate:
         upgrade(db)
@@ -118,7 +124,8 @@ def build_services(
     with db.connect() as conn:
         state = TrackedState(store.load_state(conn) if load_state else {})
         stored = get_policy_config(conn)
-        adopt_stored(engine, conn)
+        if adopt_models:
+            adopt_stored(engine, conn)
     if upgrade_state(state):  # a snapshot saved before the per-entity records: move it now
         changed, deleted = state.take_changes()
         with db.begin() as conn:

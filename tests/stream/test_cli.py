@@ -7,14 +7,19 @@ import asyncio
 import socket
 from pathlib import Path
 
+import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
+from detectors import FEATURES, ModelArtifact, ModelDetector
 from tests.stream.broker import Tansu
 from tokenwarden.api.health import _kafka_ok
 from tokenwarden.app import create_app
 from tokenwarden.cli import _with_broker, app
+from tokenwarden.db import make_engine, upgrade
+from tokenwarden.learned_models import model_detector, save_to_store
+from tokenwarden.pipeline import utcnow
 from tokenwarden.settings import Settings
 
 runner = CliRunner()
@@ -55,12 +60,20 @@ def test_worker_without_a_broker_says_how_to_give_one(tmp_path: Path) -> None:
 
 def test_readyz_checks_the_kafka_broker(tansu: Tansu, tmp_path: Path) -> None:
     """``/readyz`` of an API that publishes to Kafka: ready while a bootstrap broker
-    accepts connections, not when none does."""
+    accepts connections, not when none does. Such an API detects nothing (the workers
+    do): it leaves the stored learned models in the store."""
     base = Settings(database_url=f"sqlite:///{tmp_path / 'tw.db'}")
+    db = make_engine(base.database_url)
+    upgrade(db)
+    fitted = ModelDetector().fit(np.zeros((300, len(FEATURES))), trained_at=0.0)
+    assert save_to_store(db, ModelArtifact(tenants={"acme": fitted}), now=utcnow()) == ["acme"]
+    db.dispose()
     up = _with_broker(base, f"kafka://127.0.0.1:{free_port()};{tansu.url.removeprefix('kafka://')}")
     with TestClient(create_app(up, on_admin_key=lambda _: None)) as client:
         r = client.get("/readyz")
         assert (r.status_code, r.json()["checks"]) == (200, {"database": "ok", "kafka": "ok"})
+        model = model_detector(client.app.state.services.stages.engine)  # type: ignore[attr-defined]
+        assert model is not None and model.models == {}
     # an API whose broker went away after it started is not ready
     assert asyncio.run(_kafka_ok([f"127.0.0.1:{free_port()}"])) is False
     assert asyncio.run(_kafka_ok([f"127.0.0.1:{free_port()}", tansu.url[8:]])) is True

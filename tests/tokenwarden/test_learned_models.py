@@ -64,6 +64,24 @@ def test_a_fitted_model_is_saved_and_loaded_at_the_next_start(tmp_path: Path) ->
     assert model.reservoir_sizes() == {"acme": fitted.rows}
 
 
+def test_a_process_that_scores_nothing_does_not_load_the_stored_models(
+    tmp_path: Path,
+) -> None:
+    """``adopt_models=False`` (the API of ``serve --broker``, whose workers detect): the
+    stored models stay in the store, the engine has none; a detecting start loads them."""
+    services = build_services(_settings(tmp_path))
+    _traffic(services, 30)
+    assert set(_model(services).models) == {"acme"}
+    services.db.dispose()
+
+    publishing = build_services(_settings(tmp_path), load_state=False, adopt_models=False)
+    assert _model(publishing).models == {}
+    with publishing.db.connect() as conn:
+        assert [r.tenant for r in store.list_models(conn)] == ["acme"]
+    publishing.db.dispose()
+    assert set(_model(build_services(_settings(tmp_path))).models) == {"acme"}
+
+
 def test_a_stored_model_that_cannot_be_read_is_logged_and_the_service_starts(
     tmp_path: Path,
 ) -> None:
