@@ -110,7 +110,8 @@ def _facts(
 
     ``known`` maps (tenant, token) to the family of tokens recorded earlier; it grows as
     the batch is read, so a rotation chain inside one batch stays in one family.
-    (Run for every event of the audit stream: written for speed, ~1 µs per event.)
+    (Run for every event of the audit stream: written for speed, ~2 µs per event on the
+    README's benchmark machines.)
     """
     fams: dict[tuple[str, str], dict[str, Any]] = {}
     toks: dict[tuple[str, str], dict[str, Any]] = {}
