@@ -116,11 +116,15 @@ def build_services(
     ``load_state=False`` where the stages' detector state lives elsewhere (the Kafka
     runner: faust Tables) — the saved state can be large and would only be thrown away.
     ``adopt_models=False`` where nothing is scored (the API of ``serve --broker``: the
-    workers detect): the stored learned models are not loaded into its engine."""
+    workers detect): no learned model is loaded into its engine, neither the stored ones
+    nor a configured ``[detectors.model] path`` file."""
     db = make_engine(settings.database_url)
     if migrate:
         upgrade(db)
-    engine = build_engine(settings.enabled_detectors, settings.detectors)
+    params = settings.detectors
+    if not adopt_models and "path" in params.get("model", {}):
+        params = {**params, "model": {k: v for k, v in params["model"].items() if k != "path"}}
+    engine = build_engine(settings.enabled_detectors, params)
     with db.connect() as conn:
         state = TrackedState(store.load_state(conn) if load_state else {})
         stored = get_policy_config(conn)

@@ -68,18 +68,25 @@ def test_a_process_that_scores_nothing_does_not_load_the_stored_models(
     tmp_path: Path,
 ) -> None:
     """``adopt_models=False`` (the API of ``serve --broker``, whose workers detect): the
-    stored models stay in the store, the engine has none; a detecting start loads them."""
+    stored models stay in the store and a configured model file is not read, the engine
+    has no model; a detecting start loads them."""
     services = build_services(_settings(tmp_path))
     _traffic(services, 30)
     assert set(_model(services).models) == {"acme"}
     services.db.dispose()
+    path = tmp_path / "model.npz"
+    other = ModelDetector().fit(np.zeros((300, len(FEATURES))), trained_at=0.0)
+    ModelArtifact(tenants={"beta": other}).save(path)
+    settings = _settings(tmp_path)
+    settings.detectors["model"]["path"] = str(path)
 
-    publishing = build_services(_settings(tmp_path), load_state=False, adopt_models=False)
+    publishing = build_services(settings, load_state=False, adopt_models=False)
     assert _model(publishing).models == {}
+    assert settings.detectors["model"]["path"] == str(path)  # the settings left as they were
     with publishing.db.connect() as conn:
         assert [r.tenant for r in store.list_models(conn)] == ["acme"]
     publishing.db.dispose()
-    assert set(_model(build_services(_settings(tmp_path))).models) == {"acme"}
+    assert set(_model(build_services(settings)).models) == {"acme", "beta"}
 
 
 def test_a_stored_model_that_cannot_be_read_is_logged_and_the_service_starts(
