@@ -9,6 +9,11 @@ a fresh broker and a fresh PostgreSQL schema per phase):
   grouped by partition) to workers that were started and idle; measured from the first
   publish until the workers' committed offsets reach the end of ``tokenwarden.audit`` and
   of the family repartition (every event detected, persisted, its state in the Tables);
+* ``events_per_s_2_workers_backlog``: the same events published first, as a backlog, while
+  the 2 workers (ready, idle) are stopped (SIGSTOP); measured from their SIGCONT until the
+  same end. Raw consume reads a backlog too: this is the like-for-like figure for the
+  workers' own rate, without the publisher's CPU — in the live runs above, the API's
+  publisher shares the machine's two cores with the workers, PostgreSQL and the broker;
 * ``latency_ms``: at moderate load (``--rate`` events/s of background traffic in 10 ms
   steps), a refresh token replayed every ``1/--attacks`` s; from the replay's publish to
   the Kafka timestamp of the ``tokenwarden.orders`` message the worker sends once the
@@ -17,6 +22,7 @@ a fresh broker and a fresh PostgreSQL schema per phase):
 
     python bench/kafka.py [--events 200000] [--partitions 8] [--fetch-wait-ms 5]
                           [--postgres URL] [--buckets 0] [--batch 1000]
+                          [--skip raw,1,2,backlog,latency]
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import signal
 import statistics
 import sys
 import tempfile
@@ -98,7 +105,14 @@ class Workers:
                 pass
         return total
 
+    def pause(self, paused: bool) -> None:
+        """SIGSTOP / SIGCONT every worker process."""
+        for w in self.workers:
+            if w.proc is not None:
+                os.kill(w.proc.pid, signal.SIGSTOP if paused else signal.SIGCONT)
+
     def stop(self) -> None:
+        self.pause(False)
         for w in self.workers:
             w.stop()
 
@@ -187,7 +201,14 @@ def cluster(
             save_to_store(db, models, now=datetime.now(UTC))
         procs = Workers(
             workers,
-            worker_env(kafka, db_url, TOKENWARDEN_KAFKA__COMMIT_INTERVAL_SECONDS="0.2"),
+            worker_env(
+                kafka,
+                db_url,
+                TOKENWARDEN_KAFKA__COMMIT_INTERVAL_SECONDS="0.2",
+                # a backlog is published while the workers are stopped: not long enough
+                # for the group to evict them
+                TOKENWARDEN_KAFKA__SESSION_TIMEOUT_SECONDS="30",
+            ),
             logdir,
         )
         try:
@@ -208,9 +229,16 @@ def throughput(
     args: argparse.Namespace,
     logdir: Path,
     models: ModelArtifact | None,
+    *,
+    backlog: bool = False,
 ) -> dict[str, Any]:
+    """Live: the workers run while the events are published, timed from the first publish.
+    ``backlog``: the events are published while the workers are stopped, timed from their
+    resumption."""
     with cluster(args, workers, logdir, models) as (_, kafka, db, procs):
         procs.wait_ready()
+        if backlog:
+            procs.pause(True)
         cpu0 = procs.cpu_seconds()
 
         async def publish() -> float:
@@ -225,6 +253,9 @@ def throughput(
             return t
 
         started = asyncio.run(publish())
+        if backlog:
+            procs.pause(False)
+            started = time.monotonic()
         finished = wait_consumed(kafka, timeout=600)
         # Tansu reports a partition's end as its last record batch's base offset + 1,
         # short of the end when several small messages shared a batch (the family
@@ -399,7 +430,7 @@ def main() -> None:
         default="trained",
         help="throughput: start the workers with trained models, or with none",
     )
-    parser.add_argument("--skip", default="", help="comma list of: raw,1,2,latency")
+    parser.add_argument("--skip", default="", help="comma list of: raw,1,2,backlog,latency")
     parser.add_argument("--logs", default=None, help="keep the workers' logs in this directory")
     args = parser.parse_args()
     skip = set(args.skip.split(","))
@@ -422,7 +453,7 @@ def main() -> None:
                 out.update(raw_consume(broker, 200_000, args.fetch_wait_ms))
         events = parsed_traffic(args.events)
         models = None
-        if args.models == "trained" and not {"1", "2"} <= skip:
+        if args.models == "trained" and not {"1", "2", "backlog"} <= skip:
             models = trained_models(args.events, Path(tmp))
             out["model_tenants"] = len(models.tenants)
         for n in (1, 2):
@@ -431,6 +462,10 @@ def main() -> None:
             result = throughput(n, events, args, logdir, models)
             out[f"events_per_s_{n}_worker{'s' if n > 1 else ''}"] = result.pop("events_per_s")
             out[f"run_{n}"] = result
+        if "backlog" not in skip:
+            result = throughput(2, events, args, logdir, models, backlog=True)
+            out["events_per_s_2_workers_backlog"] = result.pop("events_per_s")
+            out["run_2_backlog"] = result
         if "latency" not in skip:
             out["latency_ms"] = latency(args, logdir)
     print(orjson.dumps(out).decode())
