@@ -205,8 +205,8 @@ def cluster(
                 kafka,
                 db_url,
                 TOKENWARDEN_KAFKA__COMMIT_INTERVAL_SECONDS="0.2",
-                # a backlog is published while the workers are stopped: not long enough
-                # for the group to evict them
+                # the backlog phase stops the workers for the seconds its publishing
+                # takes: a 30 s session keeps them in the group meanwhile (no rebalance)
                 TOKENWARDEN_KAFKA__SESSION_TIMEOUT_SECONDS="30",
             ),
             logdir,
