@@ -45,6 +45,7 @@ from pydantic import BaseModel, Field, TypeAdapter
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from detectors import build_engine
+from detectors.records import to_json
 from ingest import AuditEvent, TokenHasher, validate_events
 from tokenwarden.runtime import tune_gc
 
@@ -221,7 +222,8 @@ def run(entities: int, batch: int) -> dict[str, Any]:
     by_prefix: dict[str, int] = {}
     for k, v in state.items():
         prefix = k.split("/", 1)[0]
-        by_prefix[prefix] = by_prefix.get(prefix, 0) + len(k) + len(orjson.dumps(v))
+        stored = orjson.dumps(v, default=to_json)  # as a store keeps it
+        by_prefix[prefix] = by_prefix.get(prefix, 0) + len(k) + len(stored)
     state_bytes = sum(by_prefix.values())
     usage = sum(v for p, v in by_prefix.items() if p not in {"rr", "rrt", "risk", "sctx"})
     model = next(d for d in engine.detectors if d.name == "model")

@@ -1,11 +1,11 @@
 """AuditEvent -> Detection: the detectors, their registry and the Engine."""
 
-from detectors.base import Detector, State
+from detectors.base import Detector, State, UsageDetector
 from detectors.burst import BurstConfig, BurstDetector
 from detectors.destination import DestinationConfig, DestinationDetector
 from detectors.detection import Detection, Severity
 from detectors.engine import Engine, EngineConfig
-from detectors.features import FEATURES, Finding, Observation, UsageDetector, upgrade_state
+from detectors.features import FEATURES, Finding, Observation, upgrade_state
 from detectors.model import ModelConfig, ModelDetector
 from detectors.model_artifact import ModelArtifact, ModelFileError
 from detectors.network import network_of

@@ -2,10 +2,10 @@
 suddenly touches many distinct audiences within a short window.
 
 Per ``(tenant, user, agent)`` — across audiences, which is the point (state key
-``bu/<tenant>/<user>/<agent>``): when each audience was last called (at most
-``max_audiences``, the longest idle dropped first), how many distinct audiences the agent
-usually has in one ``window_seconds`` (a moving average, sampled each time an audience
-enters the window), calls on record, and when it last fired.
+``bu/<tenant>/<user>/<agent>``, :class:`~detectors.records.BurstRecord`): when each
+audience was last called (at most ``max_audiences``, the longest idle dropped first), how
+many distinct audiences the agent usually has in one ``window_seconds`` (a moving average,
+sampled each time an audience enters the window), calls on record, and when it last fired.
 
 It fires when an audience enters the window and the distinct count reaches
 ``max(min_distinct, ratio * usual + 2)`` — ``min_distinct + cold_extra`` before the agent
@@ -34,9 +34,10 @@ from detectors.features import (
     standalone,
     sweep_prefix,
 )
+from detectors.records import BURST_PREFIX, BurstRecord, burst_record
 from ingest import AuditEvent
 
-_PREFIX = "bu/"
+_PREFIX = BURST_PREFIX
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,28 +88,32 @@ class BurstDetector:
                 continue
             t = obs.t
             key = _PREFIX + obs.principal
-            rec = state.get(key)
-            if rec is None:
-                rec = {"a": {}, "b": 0.0, "k": 1, "n": 0, "t": t, "ft": None}
-            seen: dict[str, float] = rec["a"]
+            found = state.get(key)
+            if found is None:
+                rec = BurstRecord(t)
+            elif found.__class__ is BurstRecord:
+                rec = found
+            else:
+                rec = burst_record(found)
+            seen = rec.seen
             prev = seen.get(aud)
-            rec["n"] += 1
-            rec["t"] = t
+            rec.n += 1
+            rec.t = t
             if prev is not None and t - prev <= window:
                 # the common case: an audience already in the window
                 seen[aud] = t
                 row = obs.row
                 if row is not None:
-                    row[F_BURST] = rec["k"] / max(1.0, float(rec["b"]))
+                    row[F_BURST] = rec.distinct / max(1.0, rec.usual)
                 state[key] = rec
                 continue
-            found = self._enters(obs, rec, seen, aud, t)
+            finding = self._enters(obs, rec, seen, aud, t)
             state[key] = rec
-            if found is not None:
-                obs.add(found)
+            if finding is not None:
+                obs.add(finding)
 
     def _enters(
-        self, obs: Observation, rec: dict[str, Any], seen: dict[str, float], aud: str, t: float
+        self, obs: Observation, rec: BurstRecord, seen: dict[str, float], aud: str, t: float
     ) -> Finding | None:
         """A new audience, or one back after a pause: it enters the window."""
         cfg = self.config
@@ -117,17 +122,18 @@ class BurstDetector:
         seen[aud] = t
         cutoff = t - window
         distinct = sum(1 for v in seen.values() if v >= cutoff)
-        rec["k"] = distinct
-        usual = float(rec["b"])
-        mature = rec["n"] > cfg.min_history_events
+        rec.distinct = distinct
+        usual = rec.usual
+        mature = rec.n > cfg.min_history_events
         trigger = (
             max(cfg.min_distinct, cfg.ratio * usual + 2.0)
             if mature
             else float(cfg.min_distinct + cfg.cold_extra)
         )
-        quiet = rec["ft"] is not None and t - rec["ft"] < cfg.quiet_seconds
+        fired = rec.fired
+        quiet = fired is not None and t - fired < cfg.quiet_seconds
         if distinct >= trigger and not quiet:
-            rec["ft"] = t
+            rec.fired = t
             recent = sorted((a for a, v in seen.items() if v >= cutoff), key=seen.__getitem__)
             reason = (
                 f"{obs.who} called {distinct} distinct APIs within {window:.0f}s "
@@ -139,19 +145,19 @@ class BurstDetector:
                 "trigger": trigger,
                 "window_seconds": window,
                 "audiences": recent,
-                "calls_on_record": rec["n"] - 1,
+                "calls_on_record": rec.n - 1,
             }
             found = Finding(
                 self.name, min(1.0, 0.75 + 0.05 * (distinct - trigger)), reason, evidence
             )
         elif not quiet and distinct < trigger:
-            rec["b"] = usual + 0.05 * (distinct - usual)
+            rec.usual = usual + 0.05 * (distinct - usual)
         if len(seen) > cfg.max_audiences:
             del seen[min(seen, key=seen.__getitem__)]
         if obs.row is not None:
-            obs.row[F_BURST] = rec["k"] / max(1.0, float(rec["b"]))
+            obs.row[F_BURST] = rec.distinct / max(1.0, rec.usual)
         return found
 
     def sweep(self, state: State, now: datetime) -> int:
         cutoff = now.timestamp() - self.config.idle_ttl_seconds
-        return sweep_prefix(state, _PREFIX, cutoff, lambda v: v["t"])
+        return sweep_prefix(state, _PREFIX, cutoff, lambda v: burst_record(v).t)

@@ -1,15 +1,15 @@
 """Destination drift: where a token is used from and what it is sent to.
 
 Features, per ``(tenant, user, agent, audience)`` (the destination part of the entity's
-record ``u/<entity>``, ``detectors.features``): calls on record; call counts per network
-(ASN, else /24 or /48 — ``detectors.network``), per user agent (a CRC-32 of the string) and
-per destination host, each bounded (least used dropped first); the last network and user
-agent; a decayed count of network switches per hour that involve a *minor* network (under
-``minor_share`` of the entity's calls — switching between an agent's usual egress networks
-is not counted). Per agent population (``dstp/<tenant>/<agent>``): how many of the agent's
-entities used each network and user agent. Per token family (the network part of the
-family's record ``fam/<tenant>/<family>``): the last network that used it, when, by which
-event, and since when.
+record ``u/<entity>``, :class:`~detectors.records.DestinationPart`): calls on record; call
+counts per network (ASN, else /24 or /48 — ``detectors.network``), per user agent (a CRC-32
+of the string) and per destination host, each bounded (least used dropped first); the last
+network and user agent; a decayed count of network switches per hour that involve a *minor*
+network (under ``minor_share`` of the entity's calls — switching between an agent's usual
+egress networks is not counted). Per agent population (``dstp/<tenant>/<agent>``): how many
+of the agent's entities used each network and user agent. Per token family (the network
+part of the family's record ``fam/<tenant>/<family>``): the last network that used it,
+when, by which event, and since when.
 
 * **Parallel use — critical, score 1.0:** one token family used (``token.used``; refreshes
   are ``refresh_reuse``'s) from two networks within ``parallel_window_seconds``, unless the
@@ -48,14 +48,10 @@ from typing import Any, ClassVar
 from detectors.base import State
 from detectors.detection import Detection
 from detectors.features import (
-    DESTINATION,
-    ENTITY_PREFIX,
     F_DEST_NOVELTY,
     F_NET_NOVELTY,
     F_NET_SWITCH,
     F_UA_NOVELTY,
-    FAMILY_PREFIX,
-    NETWORK,
     Finding,
     Observation,
     evict_smallest,
@@ -63,12 +59,13 @@ from detectors.features import (
     fmt_count,
     observe_one,
     standalone,
+    sweep_family_part,
     sweep_part,
     sweep_prefix,
 )
+from detectors.records import DestinationPart, EntityRecord, FamilyRecord
 from ingest import AuditEvent
 
-_PART = DESTINATION
 _POP = "dstp/"
 
 
@@ -155,41 +152,40 @@ class DestinationDetector:
                 continue
             entity = obs.rec
             assert entity is not None  # every token.used has its record (Observation)
-            rec = entity[_PART]
+            rec = entity.destination
             net = obs.net
             t = obs.t
             parallel = None
             if net is not None:
-                family = obs.fam
-                if family is not None:
-                    fam = family[NETWORK]
-                    if fam is not None and fam[0] == net:
+                fam = obs.fam
+                if fam is not None:
+                    if fam.net == net:
                         # the common case: the family's network again
-                        if t - fam[1] > 5.0:
-                            fam[1] = t
-                            fam[2] = obs.event.id
-                            state[obs.fam_key] = family  # type: ignore[index]
+                        if t - fam.net_t > 5.0:
+                            fam.net_t = t
+                            fam.net_event = obs.event.id
+                            state[obs.fam_key] = fam  # type: ignore[index]
                     else:
-                        parallel = self._family(obs, state, rec, family, fam)
+                        parallel = self._family(obs, state, rec, fam)
             ua_str = obs.user_agent
             ua = None if ua_str is None else (ua_keys.get(ua_str) or _ua_key(ua_str))
-            if rec is not None and net == rec["ln"] and ua == rec["lu"] and parallel is None:
+            if rec is not None and net == rec.last_net and ua == rec.last_ua and parallel is None:
                 dest = obs.destination
-                dests: dict[str, int] = rec["d"]
-                sw = rec["sw"]
+                dests = rec.dests
+                sw = rec.switches
                 if sw > 0.01:
-                    sw *= exp(-max(0.0, t - rec["t"]) / 3600.0)
+                    sw *= exp(-max(0.0, t - rec.t) / 3600.0)
                 if (dest is None or dest in dests) and sw <= max_switches:
                     # the common case: same network, same user agent, known destination
                     if net is not None:
-                        nets: dict[str, int] = rec["n"]
+                        nets = rec.nets
                         nets[net] = nets.get(net, 0) + 1
                     if ua is not None:
-                        uas: dict[str, int] = rec["u"]
+                        uas = rec.uas
                         uas[ua] = uas.get(ua, 0) + 1
-                    rec["sw"] = sw
-                    c = rec["c"] = rec["c"] + 1
-                    rec["t"] = t
+                    rec.switches = sw
+                    c = rec.calls = rec.calls + 1
+                    rec.t = t
                     row = obs.row
                     if row is not None:
                         row[F_NET_SWITCH] = sw
@@ -206,53 +202,56 @@ class DestinationDetector:
         self,
         obs: Observation,
         state: State,
-        rec: dict[str, Any] | None,
-        family_rec: list[Any],
-        fam: list[Any] | None,
+        rec: DestinationPart | None,
+        fam: FamilyRecord,
     ) -> Finding | None:
-        """``fam`` (part of ``family_rec``) is missing or names another network than
-        ``obs.net``."""
+        """The family's network part (of ``fam``) is missing or names another network
+        than ``obs.net``."""
         event = obs.event
         family = obs.family
         net = obs.net
         t = obs.t
         found = None
+        last = fam.net
         if (
-            fam is not None
-            and fam[0] != net
-            and abs(t - fam[1]) <= self.config.parallel_window_seconds
+            last is not None
+            and last != net
+            and abs(t - fam.net_t) <= self.config.parallel_window_seconds
             and not self._well_known(obs, state, rec, net)
-            and (t - fam[3] >= 60.0 or self._well_known(obs, state, rec, fam[0], strict=True))
+            and (t - fam.net_since >= 60.0 or self._well_known(obs, state, rec, last, strict=True))
         ):
-            elapsed = t - fam[1]
+            elapsed = t - fam.net_t
             reason = (
                 f"token family {family} of {obs.who} was used from {net} "
-                f"{elapsed:.1f}s after a use from {fam[0]} (event {fam[2]}): one token "
+                f"{elapsed:.1f}s after a use from {last} (event {fam.net_event}): one token "
                 f"in use from two networks at once — a stolen token used in parallel"
             )
             evidence = {
                 "family_id": family,
                 "network": net,
-                "other_network": fam[0],
-                "other_event": fam[2],
+                "other_network": last,
+                "other_event": fam.net_event,
                 "seconds_apart": round(elapsed, 3),
                 "window_seconds": self.config.parallel_window_seconds,
                 "ip": event.source.ip if event.source else None,
             }
-            found = Finding(self.name, 1.0, reason, evidence, critical=True, related=(fam[2],))
-        if fam is None or fam[0] != net:
-            family_rec[NETWORK] = [net, t, event.id, t]  # network, last use, its event, since
-            state[obs.fam_key] = family_rec  # type: ignore[index]
-        elif t - fam[1] > 5.0:
-            family_rec[NETWORK] = [net, t, event.id, fam[3]]
-            state[obs.fam_key] = family_rec  # type: ignore[index]
+            found = Finding(
+                self.name, 1.0, reason, evidence, critical=True, related=(fam.net_event,)
+            )
+        if last is None or last != net:
+            # network, last use, its event, since
+            fam.net, fam.net_t, fam.net_event, fam.net_since = net, t, event.id, t
+            state[obs.fam_key] = fam  # type: ignore[index]
+        elif t - fam.net_t > 5.0:
+            fam.net_t, fam.net_event = t, event.id
+            state[obs.fam_key] = fam  # type: ignore[index]
         return found
 
     def _well_known(
         self,
         obs: Observation,
         state: State,
-        rec: dict[str, Any] | None,
+        rec: DestinationPart | None,
         net: str | None,
         *,
         strict: bool = False,
@@ -262,9 +261,9 @@ class DestinationDetector:
         if net is None:
             return True
         if rec is not None:
-            cnt = rec["n"].get(net, 0)
+            cnt = rec.nets.get(net, 0)
             many = cnt >= self.config.well_known_calls
-            share = cnt >= self.config.rare_share * rec["c"]
+            share = cnt >= self.config.rare_share * rec.calls
             if cnt and ((many and share) if strict else (many or share)):
                 return True
         pop = state.get(f"{_POP}{obs.event.tenant}/{obs.agent}")
@@ -276,8 +275,8 @@ class DestinationDetector:
         self,
         obs: Observation,
         state: State,
-        entity: list[Any],
-        rec: dict[str, Any] | None,
+        entity: EntityRecord,
+        rec: DestinationPart | None,
         ua: str | None,
         parallel: Finding | None,
     ) -> Finding | None:
@@ -295,32 +294,22 @@ class DestinationDetector:
         if pop is None:
             pop = {"e": 0, "n": {}, "u": {}, "t": t}
         if rec is None:
-            rec = entity[_PART] = {
-                "n": {},
-                "u": {},
-                "d": {},
-                "c": 0,
-                "f": t,
-                "t": t,
-                "ln": None,
-                "lu": None,
-                "sw": 0.0,
-            }
+            rec = entity.destination = DestinationPart(t)
             pop["e"] += 1
             pop_changed = True
-        calls = rec["c"]
-        nets = rec["n"]
-        uas = rec["u"]
-        dests = rec["d"]
+        calls = rec.calls
+        nets = rec.nets
+        uas = rec.uas
+        dests = rec.dests
         confidence = min(1.0, calls / cfg.min_history_events)
         others = max(1, pop["e"] - 1)
         parts: list[tuple[float, str, str]] = []  # score, kind, text
 
-        sw = rec["sw"]
-        dt = t - rec["t"]
+        sw = rec.switches
+        dt = t - rec.t
         if dt > 0 and sw:
             sw *= exp(-dt / 3600.0)
-        last = rec["ln"]
+        last = rec.last_net
         if net is not None and last is not None and net != last:
             cnt = nets.get(net, 0)
             minor = min(cnt, nets.get(last, 0)) < cfg.minor_share * max(calls, 1)
@@ -344,7 +333,7 @@ class DestinationDetector:
                             s,
                             "new_network",
                             f"switched from {last} to network {net}, {seen} in "
-                            f"{fmt_age(t - rec['f'])} of {fmt_count(calls)} calls (usual: "
+                            f"{fmt_age(t - rec.first)} of {fmt_count(calls)} calls (usual: "
                             f"{usual})",
                         )
                     )
@@ -354,7 +343,7 @@ class DestinationDetector:
         if switched and sw > cfg.max_switches_per_hour and calls >= cfg.min_history_events:
             s = min(1.0, cfg.switch_score + 0.05 * (sw - cfg.max_switches_per_hour))
             parts.append((s, "network_changes", f"{sw:.1f} network switches in the last hour"))
-        if ua is not None and rec["lu"] is not None and ua != rec["lu"]:
+        if ua is not None and rec.last_ua is not None and ua != rec.last_ua:
             cnt = uas.get(ua, 0)
             novelty = 1.0 if cnt == 0 else (0.8 if cnt < cfg.rare_share * calls else 0.0)
             if novelty:
@@ -387,13 +376,13 @@ class DestinationDetector:
             score = 1.0 - keep
         flagged = score >= 0.7 or parallel is not None
 
-        rec["sw"] = sw
-        rec["t"] = t
-        rec["c"] = calls + 1
+        rec.switches = sw
+        rec.t = t
+        rec.calls = calls + 1
         if net is not None:
-            rec["ln"] = net
+            rec.last_net = net
         if ua is not None:
-            rec["lu"] = ua
+            rec.last_ua = ua
         if not flagged:
             if net is not None:
                 if net not in nets:
@@ -455,10 +444,6 @@ class DestinationDetector:
     def sweep(self, state: State, now: datetime) -> int:
         t = now.timestamp()
         cfg = self.config
-        removed = sweep_part(
-            state, ENTITY_PREFIX, _PART, t - cfg.idle_ttl_seconds, lambda v: v["t"]
-        )
-        removed += sweep_part(
-            state, FAMILY_PREFIX, NETWORK, t - cfg.family_ttl_seconds, lambda v: v[1]
-        )
+        removed = sweep_part(state, "destination", t - cfg.idle_ttl_seconds, lambda v: v.t)
+        removed += sweep_family_part(state, "net", t - cfg.family_ttl_seconds)
         return removed + sweep_prefix(state, _POP, t - cfg.idle_ttl_seconds, lambda v: v["t"])

@@ -10,19 +10,21 @@ is fixed (a disabled detector leaves its features at 0), and a trained model is 
 it, so a model trained on another list is refused at load.
 
 The usage state of one entity lives in **one record**, ``u/<tenant>/<user>/<agent>/<audience>``
-(:data:`ENTITY_PREFIX`): a list with one part per detector, ``[volume, scope drift,
-destination]`` (:data:`VOLUME`, :data:`SCOPE`, :data:`DESTINATION`; ``null`` for a part its
-detector has not written; each detector's module docstring describes its part). The state
-of one token family likewise: ``fam/<tenant>/<family>`` (:data:`FAMILY_PREFIX`), ``[grant,
-network]`` (:data:`GRANT`: the scopes issued, scope drift's; :data:`NETWORK`: the family's
-last network, destination's). One lookup per event and record, not one per detector: the
-:class:`Observation` looks both records up once per event (``Observation.rec``,
-``Observation.fam``) and writes the entity record back right away, the detectors change
-their own parts in place (a detector writes the family record itself when it changed its
-part), and the Engine stores the entity records that were new after the detectors ran
-(:func:`store_records`). A part expires with its own detector's ``idle_ttl``
-(:func:`sweep_part`); the record goes with its last part. :func:`upgrade_state` moves
-state saved in the earlier layout (one key per detector) into these records.
+(:data:`ENTITY_PREFIX`): an :class:`~detectors.records.EntityRecord` with one part per
+detector (``volume``, ``scope``, ``destination``; ``None`` for a part its detector has not
+written; each detector's module docstring describes its part). The state of one token family
+likewise: ``fam/<tenant>/<family>`` (:data:`FAMILY_PREFIX`), a
+:class:`~detectors.records.FamilyRecord` (the grant, scope drift's; the last network,
+destination's). Records are typed objects in memory and JSON where stored
+(``detectors.records``; :data:`VOLUME`, :data:`SCOPE`, :data:`DESTINATION`, :data:`GRANT`
+and :data:`NETWORK` are the parts' positions in that JSON). One lookup per event and record,
+not one per detector: the :class:`Observation` looks both records up once per event
+(``Observation.rec``, ``Observation.fam``) and writes the entity record back right away, the
+detectors change their own parts in place (a detector writes the family record itself when
+it changed its part), and the Engine stores the entity records that were new after the
+detectors ran (:func:`store_records`). A part expires with its own detector's ``idle_ttl``
+(:func:`sweep_part`); the record goes with its last part. :func:`upgrade_state` moves state
+saved in the earlier layout (one key per detector) into these records.
 
 A usage detector reports a :class:`Finding` (a score in 0..1, a reason an on-call engineer
 can act on, the numbers behind it) rather than a ``Detection``: the Engine combines the
@@ -33,14 +35,24 @@ reaches :data:`STANDALONE_THRESHOLD`, so it also works outside the Engine.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from math import exp as _exp
-from typing import Any, ClassVar, Protocol, runtime_checkable
+from typing import Any
 
-from detectors.base import State
+from detectors.base import State, UsageDetector
 from detectors.detection import Detection, Severity
 from detectors.network import network_of
+from detectors.records import (
+    ENTITY_PREFIX,
+    FAMILY_PREFIX,
+    EntityRecord,
+    FamilyRecord,
+    entity_record,
+    family_record,
+    to_json,
+)
 from ingest import AuditEvent
 
 #: The model's feature vector, in order. Detectors write ``row[F_<NAME>]``.
@@ -78,13 +90,11 @@ STANDALONE_THRESHOLD = 0.7
 #: Actions the usage detectors look at.
 USAGE_ACTIONS = frozenset({"token.used", "token.issued", "token.refreshed"})
 
-#: The usage entity's record: ``u/<tenant>/<user>/<agent>/<audience>`` (module docstring).
-ENTITY_PREFIX = "u/"
-#: Its parts, by position: volume's, scope drift's, destination's.
+#: The entity record's parts, by position in its JSON: volume's, scope drift's,
+#: destination's (``detectors.records``).
 VOLUME, SCOPE, DESTINATION = range(3)
-#: A token family's record: ``fam/<tenant>/<family>``.
-FAMILY_PREFIX = "fam/"
-#: Its parts, by position: the grant (scope drift's), the last network (destination's).
+#: The family record's parts, by position in its JSON: the grant (scope drift's), the last
+#: network (destination's).
 GRANT, NETWORK = range(2)
 
 
@@ -150,7 +160,7 @@ class Observation:
         event: AuditEvent,
         with_row: bool = True,
         state: State | None = None,
-        fresh: dict[str, list[Any]] | None = None,
+        fresh: dict[str, Any] | None = None,
     ) -> None:
         self.event = event
         # pydantic keeps a model's fields in its __dict__: one lookup, then plain dict reads
@@ -199,30 +209,40 @@ class Observation:
         #: ``fam/<tenant>/<family>``: the state key of the family's record
         fam_key = self.fam_key = None if family is None else f"{FAMILY_PREFIX}{tenant}/{family}"
         if state is None:
-            self.rec: list[Any] | None = None
-            self.fam: list[Any] | None = None
+            self.rec: EntityRecord | None = None
+            self.fam: FamilyRecord | None = None
         else:
             # the records (module docstring): one lookup each; an entity record found is
             # written back at once — the write finds the key where the lookup left it —
             # and changed in place by the detectors after (``detectors.base``); a record
             # not there yet starts empty, shared through ``fresh`` by the observations of
-            # the same entity or family that follow, and is stored once it has a part
+            # the same entity or family that follow, and is stored once it has a part; a
+            # record still in its stored JSON becomes its object here, at its first look
             get = state.get
             if fresh is None:
                 fresh = {}
             rec = None
             if action == "token.used":
-                rec = get(key)
-                if rec is None:
-                    rec = _fresh_record(fresh, key, 3)
+                found = get(key)
+                if found is None:
+                    rec = fresh.get(key)
+                    if rec is None:
+                        rec = fresh[key] = EntityRecord()
                 else:
+                    rec = found if found.__class__ is EntityRecord else entity_record(found)
                     state[key] = rec
             self.rec = rec
             fam = None
             if fam_key is not None:
-                fam = get(fam_key)
-                if fam is None:
-                    fam = _fresh_record(fresh, fam_key, 2)
+                found = get(fam_key)
+                if found is None:
+                    fam = fresh.get(fam_key)
+                    if fam is None:
+                        fam = fresh[fam_key] = FamilyRecord()
+                elif found.__class__ is FamilyRecord:
+                    fam = found
+                else:
+                    fam = state[fam_key] = family_record(found)
             self.fam = fam
         #: the model's feature row (``None`` when no batch detector needs one)
         self.row: list[float] | None = [0.0] * N_FEATURES if with_row else None
@@ -245,28 +265,13 @@ class Observation:
             self.findings.append(finding)
 
 
-def _fresh_record(fresh: dict[str, list[Any]], key: str, parts: int) -> list[Any]:
-    """The record ``key`` not in the state yet: the one an earlier observation of the
-    chunk started, else a new empty one."""
-    rec = fresh.get(key)
-    if rec is None:
-        rec = fresh[key] = [None] * parts
-    return rec
-
-
-def store_records(fresh: dict[str, list[Any]], state: State) -> None:
+def store_records(fresh: dict[str, Any], state: State) -> None:
     """Store the entity records that were new to ``state`` (the ``fresh`` the batch's
     Observations were built with) once they have a part; family records are stored by the
     detector that changed them."""
     for key, rec in fresh.items():
-        if key.startswith(ENTITY_PREFIX) and any(part is not None for part in rec):
+        if rec.__class__ is EntityRecord and not rec.empty():
             state[key] = rec
-
-
-def _without(rec: list[Any], part: int) -> list[Any] | None:
-    rest = list(rec)
-    rest[part] = None
-    return rest if any(p is not None for p in rest) else None
 
 
 @dataclass(slots=True)
@@ -282,36 +287,23 @@ class Finding:
     related: tuple[str, ...] = ()
 
 
-@runtime_checkable
-class UsageDetector(Protocol):
-    """A detector the Engine feeds Observations and whose findings it combines.
-
-    It may also have ``observe_batch(observations, state) -> None``: the same for every
-    observation of a batch, in order, adding its findings to each with
-    ``Observation.add`` — the Engine then calls that once per batch instead of ``observe``
-    per event (the built-in usage detectors do: their common case is a short loop with
-    their constants bound once per batch). Detectors keep only their own state, so running
-    each over the whole batch in turn finds what running them all per event would.
-    """
-
-    name: ClassVar[str]
-
-    def observe(self, obs: Observation, state: State) -> Finding | None:
-        """Update ``state`` with the observation, write features into ``obs.row``, and
-        return a finding when something is off (a score of 0 is no finding)."""
-        ...
-
-
 def observe_one(detector: Any, obs: Observation, state: State) -> Finding | None:
     """``observe`` of a detector that implements ``observe_batch``: a batch of one."""
     before = obs.findings
     obs.findings = None
     try:
         detector.observe_batch((obs,), state)
-        found = obs.findings
+        found = _findings(obs)
     finally:
         obs.findings = before
     return found[0] if found else None
+
+
+def _findings(obs: Observation) -> list[Finding] | None:
+    """``obs.findings`` as it is now (read in a function of its own: where it was just set
+    to ``None``, type narrowing — which the compiled module trusts — would take it for
+    ``None`` still)."""
+    return obs.findings
 
 
 def detection_of(
@@ -355,7 +347,7 @@ def standalone(
     score reaches :data:`STANDALONE_THRESHOLD` (critical findings always)."""
     if event.action not in USAGE_ACTIONS:
         return []
-    fresh: dict[str, list[Any]] = {}
+    fresh: dict[str, Any] = {}
     obs = Observation(event, False, state, fresh)
     found = detector.observe(obs, state)
     store_records(fresh, state)
@@ -400,22 +392,49 @@ def evict_smallest(counts: dict[str, Any], keep: int, *, key_index: int | None =
         del counts[victim]
 
 
-def sweep_part(state: State, prefix: str, part: int, cutoff: float, last_seen: Any) -> int:
-    """Clear part ``part`` of the records under ``prefix`` whose ``last_seen(part)`` is
-    before ``cutoff`` (a record with no part left goes); returns the parts removed."""
+def sweep_part(state: State, part: str, cutoff: float, last_seen: Callable[[Any], float]) -> int:
+    """Clear the part named ``part`` (``volume``, ``scope``, ``destination``) of the entity
+    records whose ``last_seen(part)`` is before ``cutoff`` (a record with no part left goes);
+    returns the parts removed."""
     removed = 0
-    for key in [k for k in list(state.keys()) if k.startswith(prefix)]:
-        rec = state.get(key)
-        if rec is None:
+    for key in [k for k in list(state.keys()) if k.startswith(ENTITY_PREFIX)]:
+        value = state.get(key)
+        if value is None:
             continue
-        value = rec[part]
-        if value is None or float(last_seen(value)) >= cutoff:
+        rec = entity_record(value)
+        current = getattr(rec, part)
+        if current is None or float(last_seen(current)) >= cutoff:
             continue
-        rest = _without(rec, part)
-        if rest is None:
+        setattr(rec, part, None)
+        if rec.empty():
             state.pop(key, None)
         else:
-            state[key] = rest
+            state[key] = rec
+        removed += 1
+    return removed
+
+
+def sweep_family_part(state: State, part: str, cutoff: float) -> int:
+    """Clear the ``grant`` or the ``net`` part of the family records last used before
+    ``cutoff`` (a record with no part left goes); returns the parts removed."""
+    removed = 0
+    for key in [k for k in list(state.keys()) if k.startswith(FAMILY_PREFIX)]:
+        value = state.get(key)
+        if value is None:
+            continue
+        rec = family_record(value)
+        if part == "grant":
+            if rec.grant is None or rec.grant_t >= cutoff:
+                continue
+            rec.grant = None
+        else:
+            if rec.net is None or rec.net_t >= cutoff:
+                continue
+            rec.net = None
+        if rec.empty():
+            state.pop(key, None)
+        else:
+            state[key] = rec
         removed += 1
     return removed
 
@@ -469,7 +488,7 @@ def upgrade_state(state: State) -> int:
         if value is None:
             continue
         target = prefix + rest
-        current = state.get(target)
+        current = to_json(state.get(target))
         if current is not None:
             rec = list(current)
         else:

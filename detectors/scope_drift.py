@@ -2,15 +2,15 @@
 scope can do — and any scope it was never granted.
 
 Features, per ``(tenant, user, agent, audience)`` (the scope drift part of the entity's
-record ``u/<entity>``, ``detectors.features``): calls on record, when the entity was first
-seen, and how often it exercised each scope (at most ``max_scopes``, the least used dropped
-first). Per agent acting for a user (``sdn/<tenant>/<user>/<agent>``): when each scope was
-added to its grants (the first grant seen is the baseline; a later ``token.issued`` — or
-``token.refreshed`` naming scopes — that adds a scope widens it). Per agent population
-(``sdp/<tenant>/<agent>``): how many of the agent's entities exist and how many of them
-exercised each scope. Per token family (the grant part of the family's record
-``fam/<tenant>/<family>``): the scopes granted at issuance and when the family was last
-used.
+record ``u/<entity>``, :class:`~detectors.records.ScopePart`): calls on record, when the
+entity was first seen, and how often it exercised each scope (at most ``max_scopes``, the
+least used dropped first). Per agent acting for a user (``sdn/<tenant>/<user>/<agent>``):
+when each scope was added to its grants (the first grant seen is the baseline; a later
+``token.issued`` — or ``token.refreshed`` naming scopes — that adds a scope widens it). Per
+agent population (``sdp/<tenant>/<agent>``): how many of the agent's entities exist and how
+many of them exercised each scope. Per token family (the grant part of the family's record
+``fam/<tenant>/<family>``, :class:`~detectors.records.FamilyRecord`): the scopes granted at
+issuance and when the family was last used.
 
 For each scope of a ``token.used``:
 
@@ -46,12 +46,8 @@ from typing import Any, ClassVar
 from detectors.base import State
 from detectors.detection import Detection
 from detectors.features import (
-    ENTITY_PREFIX,
     F_SCOPE_NOVELTY,
     F_SCOPE_WEIGHT,
-    FAMILY_PREFIX,
-    GRANT,
-    SCOPE,
     Finding,
     Observation,
     evict_smallest,
@@ -59,12 +55,13 @@ from detectors.features import (
     fmt_count,
     observe_one,
     standalone,
+    sweep_family_part,
     sweep_part,
     sweep_prefix,
 )
+from detectors.records import EntityRecord, FamilyRecord, ScopePart
 from ingest import AuditEvent
 
-_PART = SCOPE
 _GRANTED = "sdn/"
 _POP = "sdp/"
 
@@ -163,16 +160,18 @@ class ScopeDriftDetector:
             t = obs.t
             entity = obs.rec
             assert entity is not None  # every token.used has its record (Observation)
-            rec = entity[_PART]
+            rec = entity.scope
             fam = obs.fam
-            grant = None if fam is None else fam[GRANT]
-            touch_grant = grant is not None and t - grant[1] > 300.0
+            granted = None
+            touch_grant = False
+            if fam is not None:
+                granted = fam.grant
+                touch_grant = granted is not None and t - fam.grant_t > 300.0
             if rec is not None:
                 # the common case: every scope well used before, and within the grant
-                counts: dict[str, int] = rec["s"]
-                n = rec["n"]
+                counts = rec.counts
+                n = rec.n
                 bar = rare_fraction * n
-                granted = None if grant is None else grant[0]
                 usual = True
                 for scope in scopes:
                     cnt = counts.get(scope, 0)
@@ -194,15 +193,15 @@ class ScopeDriftDetector:
                             if w > top_weight:
                                 top_weight = w
                         row[F_SCOPE_WEIGHT] = top_weight
-                    rec["n"] = n + 1
-                    rec["t"] = t
-                    if touch_grant and grant is not None and fam is not None:
-                        grant[1] = t
+                    rec.n = n + 1
+                    rec.t = t
+                    if touch_grant and fam is not None:
+                        fam.grant_t = t
                         state[obs.fam_key] = fam  # type: ignore[index]
                     if n % 256 == 0:
                         self._touch_population(state, obs.tenant, obs.agent, t)
                     continue
-            found = self._unusual(obs, state, entity, rec, fam, grant, touch_grant)
+            found = self._unusual(obs, state, entity, rec, fam, granted, touch_grant)
             if found is not None:
                 obs.add(found)
 
@@ -210,7 +209,8 @@ class ScopeDriftDetector:
         scopes = list(dict.fromkeys(obs.scopes))
         fam = obs.fam
         if fam is not None and obs.fam_key is not None:
-            fam[GRANT] = [scopes, obs.t]
+            fam.grant = scopes
+            fam.grant_t = obs.t
             state[obs.fam_key] = fam
         key = _GRANTED + obs.principal
         rec = state.get(key)
@@ -231,10 +231,10 @@ class ScopeDriftDetector:
         self,
         obs: Observation,
         state: State,
-        entity: list[Any],
-        rec: dict[str, Any] | None,
-        fam: list[Any] | None,
-        grant: list[Any] | None,
+        entity: EntityRecord,
+        rec: ScopePart | None,
+        fam: FamilyRecord | None,
+        granted: list[str] | None,
         touch_grant: bool,
     ) -> Finding | None:
         """A ``token.used`` of a new entity, or with a scope it never or rarely used, or
@@ -250,12 +250,12 @@ class ScopeDriftDetector:
             pop = {"n": 0, "s": {}, "t": t}
         pop_changed = False
         if rec is None:
-            rec = entity[_PART] = {"n": 0, "f": t, "t": t, "s": {}}
+            rec = entity.scope = ScopePart(t)
             pop["n"] += 1  # one more entity of the agent
             pop_changed = True
-        n = rec["n"]
-        counts = rec["s"]
-        age = t - rec["f"]
+        n = rec.n
+        counts = rec.counts
+        age = t - rec.first
         confidence = min(1.0, n / cfg.min_history_events) * min(
             1.0, max(age, 0.0) / cfg.min_history_seconds
         )
@@ -270,8 +270,8 @@ class ScopeDriftDetector:
             w = self.weight(scope)
             if w > top_weight:
                 top_weight = w
-            if grant is not None and scope not in grant[0]:
-                critical = (scope, list(grant[0]))
+            if granted is not None and scope not in granted:
+                critical = (scope, list(granted))
                 flagged.add(scope)
                 continue
             cnt = counts.get(scope, 0)
@@ -328,13 +328,13 @@ class ScopeDriftDetector:
                     pop["s"][scope] = pop["s"].get(scope, 0) + 1
                     pop_changed = True
             counts[scope] = cnt + 1
-        rec["n"] = n + 1
-        rec["t"] = t
+        rec.n = n + 1
+        rec.t = t
         if pop_changed or t - pop["t"] > 3600.0:
             pop["t"] = t
             state[pop_key] = pop
-        if touch_grant and grant is not None and fam is not None:
-            grant[1] = t
+        if touch_grant and fam is not None:
+            fam.grant_t = t
             state[obs.fam_key] = fam  # type: ignore[index]
 
         if critical is not None:
@@ -379,11 +379,7 @@ class ScopeDriftDetector:
     def sweep(self, state: State, now: datetime) -> int:
         t = now.timestamp()
         cfg = self.config
-        removed = sweep_part(
-            state, ENTITY_PREFIX, _PART, t - cfg.idle_ttl_seconds, lambda v: v["t"]
-        )
-        removed += sweep_part(
-            state, FAMILY_PREFIX, GRANT, t - cfg.grant_ttl_seconds, lambda v: v[1]
-        )
+        removed = sweep_part(state, "scope", t - cfg.idle_ttl_seconds, lambda v: v.t)
+        removed += sweep_family_part(state, "grant", t - cfg.grant_ttl_seconds)
         removed += sweep_prefix(state, _GRANTED, t - cfg.idle_ttl_seconds, lambda v: v["t"])
         return removed + sweep_prefix(state, _POP, t - cfg.idle_ttl_seconds, lambda v: v["t"])

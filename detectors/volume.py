@@ -1,7 +1,7 @@
 """Volume: an entity calling far more than it usually does at this hour.
 
-Features, per ``(tenant, user, agent, audience)`` (the volume part of the
-entity's record ``u/<entity>``, ``detectors.features``):
+Features, per ``(tenant, user, agent, audience)`` (the volume part of the entity's record
+``u/<entity>``, :class:`~detectors.records.VolumePart`):
 
 * the calls of the last 1 min, 15 min and 1 h — each an exponentially decayed counter with
   that time constant, so it needs no buckets and updates in O(1);
@@ -37,11 +37,9 @@ from typing import Any, ClassVar
 from detectors.base import State
 from detectors.detection import Detection
 from detectors.features import (
-    ENTITY_PREFIX,
     F_VOL_1H,
     F_VOL_1M,
     F_VOL_15M,
-    VOLUME,
     Finding,
     Observation,
     fmt_count,
@@ -50,11 +48,10 @@ from detectors.features import (
     sweep_part,
     sweep_prefix,
 )
+from detectors.records import VolumePart
 from ingest import AuditEvent
 
-_PART = VOLUME
 _POP = "volp/"
-_LAST, _C0, _C1, _C2, _LONG, _N, _FIRST = range(7)
 _WINDOW_NAMES = ("1 min", "15 min", "1 h")
 _FEATURE_SLOTS = (F_VOL_1M, F_VOL_15M, F_VOL_1H)
 
@@ -88,6 +85,10 @@ class VolumeConfig:
         p = dict(params)
         for key in ("windows", "floors"):
             if key in p:
+                if len(p[key]) != 3:
+                    raise ValueError(
+                        f"{key}: windows and floors take three values (short, medium, long)"
+                    )
                 p[key] = tuple(float(v) for v in p[key])
         return cls(**p)
 
@@ -131,43 +132,43 @@ class VolumeDetector:
             t = obs.t
             entity = obs.rec
             assert entity is not None  # every token.used has its record (Observation)
-            rec = entity[_PART]
+            rec = entity.volume
             if rec is None:
-                rec = entity[_PART] = [t, 1.0, 1.0, 1.0, 0.0, 1, t]
+                rec = entity.volume = VolumePart(t)
             else:
-                dt = t - rec[_LAST]
+                dt = t - rec.last
                 if dt > 0:
-                    rec[_C0] = rec[_C0] * exp(-dt / w0) + 1.0
-                    rec[_C1] = rec[_C1] * exp(-dt / w1) + 1.0
-                    rec[_C2] = rec[_C2] * exp(-dt / w2) + 1.0
-                    rec[_LONG] *= exp(-dt / w_long)
-                    rec[_LAST] = t
+                    rec.c0 = rec.c0 * exp(-dt / w0) + 1.0
+                    rec.c1 = rec.c1 * exp(-dt / w1) + 1.0
+                    rec.c2 = rec.c2 * exp(-dt / w2) + 1.0
+                    rec.long *= exp(-dt / w_long)
+                    rec.last = t
                 else:
-                    rec[_C0] += 1.0
-                    rec[_C1] += 1.0
-                    rec[_C2] += 1.0
-                rec[_N] += 1
-            n = rec[_N]
-            age = t - rec[_FIRST]
+                    rec.c0 += 1.0
+                    rec.c1 += 1.0
+                    rec.c2 += 1.0
+                rec.n += 1
+            n = rec.n
+            age = t - rec.first
             mature = n >= min_events and age >= min_seconds
-            rate = rec[_LONG] / max(60.0, min(age, w_long)) if mature else None
+            rate = rec.long / max(60.0, min(age, w_long)) if mature else None
             row = obs.row
             if row is not None and rate is not None:
                 if age >= filled:
-                    row[F_VOL_1M] = log2((rec[_C0] + 1.0) / (rate * w0 + 1.0))
-                    row[F_VOL_15M] = log2((rec[_C1] + 1.0) / (rate * w1 + 1.0))
-                    row[F_VOL_1H] = log2((rec[_C2] + 1.0) / (rate * w2 + 1.0))
+                    row[F_VOL_1M] = log2((rec.c0 + 1.0) / (rate * w0 + 1.0))
+                    row[F_VOL_15M] = log2((rec.c1 + 1.0) / (rate * w1 + 1.0))
+                    row[F_VOL_1H] = log2((rec.c2 + 1.0) / (rate * w2 + 1.0))
                 else:
-                    row[F_VOL_1M] = log2((rec[_C0] + 1.0) / (rate * w0 * _fill(age, w0) + 1.0))
-                    row[F_VOL_15M] = log2((rec[_C1] + 1.0) / (rate * w1 * _fill(age, w1) + 1.0))
-                    row[F_VOL_1H] = log2((rec[_C2] + 1.0) / (rate * w2 * _fill(age, w2) + 1.0))
-            if rec[_C0] >= f0 or rec[_C1] >= f1 or rec[_C2] >= f2:
+                    row[F_VOL_1M] = log2((rec.c0 + 1.0) / (rate * w0 * _fill(age, w0) + 1.0))
+                    row[F_VOL_15M] = log2((rec.c1 + 1.0) / (rate * w1 * _fill(age, w1) + 1.0))
+                    row[F_VOL_1H] = log2((rec.c2 + 1.0) / (rate * w2 * _fill(age, w2) + 1.0))
+            if rec.c0 >= f0 or rec.c1 >= f1 or rec.c2 >= f2:
                 found = self._test(obs, state, rec, rate, mature, n, age)
                 if found is not None:
                     obs.add(found)
                 continue
             # the common case: under every floor, nothing to test; learn the call
-            rec[_LONG] += 1.0
+            rec.long += 1.0
             if n % 8 == 0 or n == 1:
                 pop_key = f"{_POP}{obs.tenant}/{obs.agent}"
                 self._update_population(state, pop_key, state.get(pop_key), rate, obs)
@@ -176,7 +177,7 @@ class VolumeDetector:
         self,
         obs: Observation,
         state: State,
-        rec: list[Any],
+        rec: VolumePart,
         rate: float | None,
         mature: bool,
         n: int,
@@ -193,8 +194,9 @@ class VolumeDetector:
         own_rate = rate
         if rate is None and pop is not None and pop[1] > 0:
             rate = float(pop[1])
+        counts = (rec.c0, rec.c1, rec.c2)
         for i in range(3):
-            count = rec[_C0 + i]
+            count = counts[i]
             w = cfg.windows[i]
             if rate is None:
                 expected = -1.0
@@ -207,7 +209,7 @@ class VolumeDetector:
                 if best is None or score > best[0]:
                     best = (score, i, count, expected)
         if best is None:
-            rec[_LONG] += 1.0  # learn only from points not flagged
+            rec.long += 1.0  # learn only from points not flagged
         if n % 8 == 0 or n == 1:
             self._update_population(state, pop_key, pop, own_rate, obs)
         if best is None:
@@ -266,7 +268,7 @@ class VolumeDetector:
 
     def sweep(self, state: State, now: datetime) -> int:
         cutoff = now.timestamp() - self.config.idle_ttl_seconds
-        removed = sweep_part(state, ENTITY_PREFIX, _PART, cutoff, lambda v: v[_LAST])
+        removed = sweep_part(state, "volume", cutoff, lambda v: v.last)
         return removed + sweep_prefix(state, _POP, cutoff, lambda v: v[0])
 
 

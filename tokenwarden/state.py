@@ -7,6 +7,10 @@ held prefix (the usage baselines) may be left pending for a later, larger save.
 A batch whose detectors raise must leave the state as it found it (the detectors change
 records in place, ``detectors.base``): between ``start_undo`` and ``stop_undo`` the first
 touch of each key keeps a copy of it, and ``undo`` puts those back.
+
+The usage detectors keep their records as objects (``detectors.records``); the changes are
+handed out as the JSON a store keeps (``take_changes``), and a value loaded from the store
+is JSON until a detector first looks at it.
 """
 
 from __future__ import annotations
@@ -15,6 +19,8 @@ from collections.abc import Iterator, MutableMapping
 from typing import Any
 
 import orjson
+
+from detectors.records import to_json
 
 _MISSING: Any = object()
 #: state as the store keeps it (``revocation.store.records``): JSON, non-string keys allowed
@@ -36,7 +42,7 @@ class TrackedState(MutableMapping[str, Any]):
         assert self._undo is not None
         value = self._data.get(key, _MISSING)
         self._undo[key] = (
-            value if value is _MISSING else orjson.dumps(value, option=_JSON),
+            value if value is _MISSING else orjson.dumps(value, option=_JSON, default=to_json),
             key in self._changed,
             key in self._deleted,
         )
@@ -113,16 +119,18 @@ class TrackedState(MutableMapping[str, Any]):
         return len(self._data)
 
     def take_changes(self, *, hold: tuple[str, ...] = ()) -> tuple[dict[str, Any], set[str]]:
-        """The changed keys with their values, and the deleted keys; then forget both.
-        Keys starting with one of ``hold`` stay pending for a later ``take_changes``."""
+        """The changed keys with their values as stored (JSON: ``detectors.records``), and
+        the deleted keys; then forget both. Keys starting with one of ``hold`` stay pending
+        for a later ``take_changes``."""
+        data = self._data
         if hold:
             kept_changed = {k for k in self._changed if k.startswith(hold)}
             kept_deleted = {k for k in self._deleted if k.startswith(hold)}
-            changed = {k: self._data[k] for k in self._changed - kept_changed}
+            changed = {k: to_json(data[k]) for k in self._changed - kept_changed}
             deleted = self._deleted - kept_deleted
             self._changed, self._deleted = kept_changed, kept_deleted
             return changed, deleted
-        changed = {k: self._data[k] for k in self._changed}
+        changed = {k: to_json(data[k]) for k in self._changed}
         deleted = self._deleted
         self._changed, self._deleted = set(), set()
         return changed, deleted

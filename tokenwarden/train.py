@@ -34,7 +34,7 @@ from detectors import (
     ModelDetector,
     build_detectors,
 )
-from detectors.features import UsageDetector
+from detectors.base import UsageDetector
 from ingest import AuditEvent, TokenHasher, iter_ndjson, validate_events
 from revocation import store
 

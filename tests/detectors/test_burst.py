@@ -50,4 +50,4 @@ def test_state_is_bounded_per_agent_and_user() -> None:
     calls = [event(i * 100.0, audience=f"https://api.x{i}.example") for i in range(40)]
     detect_all(det, calls, state)
     (rec,) = [v for k, v in state.items() if k.startswith("bu/")]
-    assert len(rec["a"]) <= det.config.max_audiences
+    assert len(rec.seen) <= det.config.max_audiences

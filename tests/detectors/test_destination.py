@@ -6,7 +6,6 @@ from __future__ import annotations
 from typing import Any
 
 from detectors import DestinationDetector, Engine, Severity
-from detectors.features import DESTINATION
 from tests.detectors.usage import AWAY, HOME, detect_all, engine_run, event, steady
 
 
@@ -42,7 +41,7 @@ def test_a_user_who_travels_is_not_parallel_use_and_not_an_alarm_by_itself() -> 
     calls = steady(60, step=60)
     calls += steady(30, start=3600 + 1800, step=60, asn=64777)  # back 30 min later, elsewhere
     assert detect_all(det, calls, state) == []
-    assert any(k.startswith("u/") and v[DESTINATION] for k, v in state.items())
+    assert any(k.startswith("u/") and v.destination for k, v in state.items())
 
 
 def test_an_agent_with_two_usual_egress_networks_is_not_parallel_use() -> None:
@@ -94,7 +93,7 @@ def test_state_is_bounded_and_expires() -> None:
     state: dict[str, Any] = {}
     for i in range(40):
         detect_all(det, [event(i * 10, asn=60000 + i, family=f"f{i}", ua=f"ua/{i}")], state)
-    rec = next(v[DESTINATION] for k, v in state.items() if k.startswith("u/"))
-    assert len(rec["n"]) <= det.config.max_networks and len(rec["u"]) <= 4
+    rec = next(v.destination for k, v in state.items() if k.startswith("u/"))
+    assert len(rec.nets) <= det.config.max_networks and len(rec.uas) <= 4
     assert det.sweep(state, event(15 * 86400).time) > 0
     assert state == {}

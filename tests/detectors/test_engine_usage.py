@@ -21,6 +21,7 @@ from detectors import (
     build_engine,
     raise_risk,
 )
+from detectors.records import to_json
 from ingest import AuditEvent
 from tests.detectors.usage import at, engine_run, event
 
@@ -186,7 +187,7 @@ def test_state_is_json_and_small_per_entity() -> None:
     state: dict[str, Any] = {}
     events = [event(i * 20.0, audience=f"https://api.t{i % 3}.example") for i in range(300)]
     engine_run(engine, events, state)
-    size = sum(len(k) + len(orjson.dumps(v)) for k, v in state.items())
+    size = sum(len(k) + len(orjson.dumps(v, default=to_json)) for k, v in state.items())
     assert size / 3 <= 1024  # three entities (one user, one agent, three audiences)
     later = at(30 * 86400)
     engine.sweep(state, later)

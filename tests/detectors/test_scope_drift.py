@@ -7,7 +7,6 @@ from typing import Any
 import pytest
 
 from detectors import ScopeDriftConfig, ScopeDriftDetector, Severity
-from detectors.features import SCOPE
 from tests.detectors.usage import detect_all, event, issued, steady
 
 GRANT = ["leads:read", "leads:write", "leads:delete", "contacts:read"]
@@ -102,5 +101,5 @@ def test_a_flagged_scope_is_not_learned_and_state_is_bounded() -> None:
     assert first and again  # still never seen: it was not learned
     for i in range(30):
         detect_all(det, [event(4000 + i, scopes=[f"x{i}:read"])], state)
-    rec = next(v[SCOPE] for k, v in state.items() if k.startswith("u/"))
-    assert len(rec["s"]) <= det.config.max_scopes
+    rec = next(v.scope for k, v in state.items() if k.startswith("u/"))
+    assert len(rec.counts) <= det.config.max_scopes

@@ -7,7 +7,7 @@ from typing import Any
 import orjson
 
 from detectors import Severity, VolumeConfig, VolumeDetector
-from detectors.features import VOLUME
+from detectors.records import to_json
 from tests.detectors.usage import detect_all, event, steady
 
 
@@ -65,10 +65,10 @@ def test_flagged_points_are_not_learned() -> None:
     spike = [event(5400 + i) for i in range(60)]
     found = detect_all(det, spike, state)
     flagged = len({d.event_ids[0] for d in found})
-    learned_before = state[key][VOLUME][4]
+    learned_before = state[key].volume.long
     assert flagged > 20
     detect_all(det, [event(5460 + i) for i in range(10)], state)  # still spiking
-    assert state[key][VOLUME][4] <= learned_before + 0.01  # the baseline counter did not grow
+    assert state[key].volume.long <= learned_before + 0.01  # the baseline counter did not grow
 
 
 def test_state_is_small_json_and_expires() -> None:
@@ -76,7 +76,7 @@ def test_state_is_small_json_and_expires() -> None:
     state: dict[str, Any] = {}
     detect_all(det, steady(50, step=60), state)
     entity = [v for k, v in state.items() if k.startswith("u/")]
-    assert len(entity) == 1 and len(orjson.dumps(entity[0])) < 200
+    assert len(entity) == 1 and len(orjson.dumps(entity[0], default=to_json)) < 200
     later = event(50 * 60 + 15 * 86400).time
     assert det.sweep(state, later) == 2  # the entity and its population record
     assert state == {}

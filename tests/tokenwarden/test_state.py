@@ -4,6 +4,7 @@ from typing import Any
 
 import orjson
 
+from detectors.records import to_json
 from ingest import AuditEvent
 from revocation import store
 from tokenwarden.pipeline import USAGE_STATE_PREFIXES, Stages
@@ -76,7 +77,7 @@ def _stale(stages: Stages, saved: dict[str, Any]) -> set[str]:
     return {
         k
         for k, v in stages.state.items()
-        if k not in saved or orjson.loads(orjson.dumps(v)) != saved[k]
+        if k not in saved or orjson.loads(orjson.dumps(v, default=to_json)) != saved[k]
     }
 
 

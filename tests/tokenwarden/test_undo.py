@@ -9,9 +9,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 import sqlalchemy as sa
 
+from detectors.records import to_json
 from ingest import AuditEvent
 from revocation.tables import tokens
 from tests.detector_faults import ERROR, events, volume_fails_on_bad
@@ -79,7 +81,8 @@ def _run(db: Path, batches: Sequence[list[AuditEvent]]) -> tuple[dict[str, Any],
                 result = await pipeline.submit(batch)
         finally:
             await pipeline.stop()
-        state = copy.deepcopy(dict(services.stages.state))
+        # the state as stored (a copy: JSON)
+        state = orjson.loads(orjson.dumps(dict(services.stages.state), default=to_json))
         with services.db.connect() as conn:
             ids = set(conn.execute(sa.select(tokens.c.token_id)).scalars())
         services.db.dispose()

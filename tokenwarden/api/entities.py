@@ -17,7 +17,8 @@ from typing import Annotated, Any
 import sqlalchemy as sa
 from fastapi import APIRouter, Query, Request
 
-from detectors.features import DESTINATION, ENTITY_PREFIX, SCOPE, VOLUME
+from detectors.features import DESTINATION, SCOPE, VOLUME
+from detectors.records import ENTITY_PREFIX, to_json
 from revocation.store.records import page_detections
 from revocation.tables import detector_state
 from tokenwarden.api.deps import ConnDep, ServicesDep
@@ -90,10 +91,11 @@ def list_entities(
 
 
 def _state(services: Services, conn: sa.Connection, key: str) -> Any:
-    """A state record: the running pipeline's (freshest), else the last saved snapshot."""
+    """A state record as stored (JSON): the running pipeline's (freshest), else the last
+    saved snapshot."""
     value = services.stages.state.get(key)
     if value is not None:
-        return value
+        return to_json(value)
     return conn.execute(
         sa.select(detector_state.c.value).where(detector_state.c.key == key)
     ).scalar_one_or_none()

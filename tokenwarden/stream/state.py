@@ -21,13 +21,13 @@ topic ``<app_id>-<table>-changelog``):
 The store holds each value as its **JSON bytes** — the changelog record's value exactly
 (faust's json codec, :func:`tokenwarden.stream.changelog.encode`), kept as they are by the
 Tables' ``raw`` value serializer, so faust's recovery puts the same bytes back. A read
-decodes a fresh object for the detectors to change in place while the store keeps the
-bytes as they were (a take rolled back finds them untouched); ``apply`` encodes each
-changed value once, and those bytes are both the store's new value and the changelog
-record. (The store used to hold the decoded objects: every first read in a take then
-deep-copied the value in Python and ``apply``'s changes were encoded again for the
-changelog — at 10,000 entities, 5,000-event takes, more than twice the cost of detecting
-itself.)
+decodes a fresh object for the detectors to change in place (the usage records as their
+objects: ``detectors.records.decode``) while the store keeps the bytes as they were (a take
+rolled back finds them untouched); ``apply`` encodes each changed value once, and those
+bytes are both the store's new value and the changelog record. (The store used to hold the
+decoded objects: every first read in a take then deep-copied the value in Python and
+``apply``'s changes were encoded again for the changelog — at 10,000 entities, 5,000-event
+takes, more than twice the cost of detecting itself.)
 
 The partition prefix keeps each partition's keys apart in the one store faust keeps for all
 of them, so a sweep touches only its own partition's keys and a partition that moved away
@@ -45,6 +45,7 @@ from typing import Any
 
 import orjson
 
+from detectors.records import copied, decode
 from tokenwarden.state import TrackedState
 from tokenwarden.stream.changelog import encode
 
@@ -52,15 +53,6 @@ WATERMARK = "@applied"
 _BUCKET = "#"
 _MISSING: Any = object()
 _loads = orjson.loads
-
-
-def _copied(value: Any) -> Any:
-    """A deep copy of JSON-shaped state (lists, dicts, scalars)."""
-    if isinstance(value, list):
-        return [_copied(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _copied(v) for k, v in value.items()}
-    return value
 
 
 def bucket_of(key: str, buckets: int) -> int:
@@ -117,7 +109,7 @@ class PartitionState(TrackedState):
             if raw is None:
                 return default
             value = _loads(raw)
-        self._data[key] = value
+        value = self._data[key] = decode(key, value)  # the usage records as their objects
         return value
 
     def __getitem__(self, key: str) -> Any:
@@ -178,12 +170,12 @@ class PartitionState(TrackedState):
     def checkpoint(self) -> tuple[dict[str, Any], set[str], set[str]]:
         """A copy of the pending changes, to ``rollback`` to if a detector raises (values
         only read are left out: the store still has them as they were)."""
-        data = {k: _copied(v) for k, v in self._data.items() if k in self._changed}
+        data = {k: copied(v) for k, v in self._data.items() if k in self._changed}
         return data, set(self._changed), set(self._deleted)
 
     def rollback(self, checkpoint: tuple[dict[str, Any], set[str], set[str]]) -> None:
         data, changed, deleted = checkpoint
-        self._data = {k: _copied(v) for k, v in data.items()}  # the checkpoint stays intact
+        self._data = {k: copied(v) for k, v in data.items()}  # the checkpoint stays intact
         self._changed, self._deleted = set(changed), set(deleted)
         self._decoded.clear()
 
