@@ -18,10 +18,12 @@ stable ids) and **bare pydantic** — a model of the same wire schema with the s
 and no validators of ours (``_BareEvent``), the yardstick the target is set against (the
 engine at about a fifth of bare pydantic parsing).
 
-State size is the JSON size of every state key and value divided by the number of entities
-(per-family and per-agent records included), in total and without ``refresh_reuse``'s
-per-family memory of consumed tokens (``rr/``, ``rrt/``), which grows with refresh rotations
-rather than with entities. One core, no threads.
+``compiled`` says whether the detectors ran compiled (``detectors._native``; set
+``TOKENWARDEN_PURE_PYTHON=1`` to measure their sources). State size is the JSON size of
+every state key and value divided by the number of entities (per-family and per-agent
+records included), in total and without ``refresh_reuse``'s per-family memory of consumed
+tokens (``rr/``, ``rrt/``), which grows with refresh rotations rather than with entities.
+One core, no threads.
 
     python bench/detectors.py [--entities 10000,1000000] [--batch 5000]
 """
@@ -44,7 +46,7 @@ from pydantic import BaseModel, Field, TypeAdapter
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from detectors import build_engine
+from detectors import _native, build_engine
 from detectors.records import to_json
 from ingest import AuditEvent, TokenHasher, validate_events
 from tokenwarden.runtime import tune_gc
@@ -254,7 +256,13 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=5000)
     args = ap.parse_args()
     tune_gc()
-    out: dict[str, Any] = {"batch": args.batch, "detectors": "all", "runs": []}
+    # the compiled detector modules, or their sources (detectors._native, DEVELOPERS.md)
+    out: dict[str, Any] = {
+        "batch": args.batch,
+        "detectors": "all",
+        "compiled": _native.ACTIVE,
+        "runs": [],
+    }
     for n in (int(x) for x in args.entities.split(",")):
         out["runs"].append(run(n, args.batch))
         gc.collect()

@@ -1,5 +1,7 @@
 """AuditEvent -> Detection: the detectors, their registry and the Engine."""
 
+# first: whether the compiled modules or their sources are imported (``detectors._native``)
+from detectors import _native  # noqa: F401  # isort: skip
 from detectors.base import Detector, State, UsageDetector
 from detectors.burst import BurstConfig, BurstDetector
 from detectors.destination import DestinationConfig, DestinationDetector

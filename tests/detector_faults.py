@@ -6,11 +6,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
-from detectors.features import Observation
+from detectors import Detection
+from detectors.features import Finding, Observation, observe_one, standalone
+from detectors.registry import DETECTORS
 from detectors.volume import VolumeDetector
 from ingest import AuditEvent
 
@@ -38,14 +40,37 @@ def events(n: int, bad: int | None = None) -> list[AuditEvent]:
     ]
 
 
-def volume_fails_on_bad(monkeypatch: pytest.MonkeyPatch) -> None:
-    original = VolumeDetector.observe_batch
+class FailingVolume:
+    """``volume`` with a bug: it raises on the event ``bad`` after applying the events
+    before it in place. A wrapper registered in ``volume``'s place, not a patched method:
+    the detector classes may be compiled (``detectors._native``), and compiled classes
+    take no patches."""
 
-    def failing(self: VolumeDetector, observations: Sequence[Observation], state: Any) -> None:
+    name: ClassVar[str] = "volume"
+
+    def __init__(self, inner: VolumeDetector) -> None:
+        self.inner = inner
+
+    @classmethod
+    def from_config(cls, params: dict[str, Any]) -> FailingVolume:
+        return cls(VolumeDetector.from_config(params))
+
+    def observe(self, obs: Observation, state: Any) -> Finding | None:
+        return observe_one(self, obs, state)
+
+    def observe_batch(self, observations: Sequence[Observation], state: Any) -> None:
         for i, obs in enumerate(observations):
             if obs.event.id == "bad":
-                original(self, observations[:i], state)  # applied in place, then it raises
+                self.inner.observe_batch(observations[:i], state)  # applied in place
                 raise ValueError("volume cannot read this event")
-        original(self, observations, state)
+        self.inner.observe_batch(observations, state)
 
-    monkeypatch.setattr(VolumeDetector, "observe_batch", failing)
+    def detect(self, event: AuditEvent, state: Any, now: datetime) -> list[Detection]:
+        return standalone(self, event, state, now)
+
+    def sweep(self, state: Any, now: datetime) -> int:
+        return self.inner.sweep(state, now)
+
+
+def volume_fails_on_bad(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(DETECTORS, "volume", FailingVolume)
