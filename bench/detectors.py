@@ -23,7 +23,9 @@ engine at about a fifth of bare pydantic parsing).
 every state key and value divided by the number of entities (per-family and per-agent
 records included), in total and without ``refresh_reuse``'s per-family memory of consumed
 tokens (``rr/``, ``rrt/``), which grows with refresh rotations rather than with entities.
-One core, no threads.
+``gc_collections_timed`` / ``gc_seconds_timed``: the
+garbage collections (per generation) inside the timed engine calls, and their time. One core,
+no threads.
 
     python bench/detectors.py [--entities 10000,1000000] [--batch 5000]
 """
@@ -193,6 +195,33 @@ def _rate(parse: Callable[[list[dict[str, Any]]], object], raw: list[Any], batch
     return len(raw) / (time.perf_counter() - t)
 
 
+class _Collections:
+    """The garbage collections inside ``with`` blocks: how many per generation, how long."""
+
+    def __init__(self) -> None:
+        self.counts = [0, 0, 0]
+        self.seconds = 0.0
+        self._start = 0.0
+        self._on = False
+
+    def _callback(self, phase: str, info: dict[str, int]) -> None:
+        if not self._on:
+            return
+        if phase == "start":
+            self._start = time.perf_counter()
+        else:
+            self.seconds += time.perf_counter() - self._start
+            self.counts[info["generation"]] += 1
+
+    def __enter__(self) -> None:
+        if self._callback not in gc.callbacks:
+            gc.callbacks.append(self._callback)
+        self._on = True
+
+    def __exit__(self, *exc: object) -> None:
+        self._on = False
+
+
 def run(entities: int, batch: int) -> dict[str, Any]:
     traffic = Traffic(entities)
     warm = max(200_000, 3 * traffic.entities)
@@ -215,9 +244,11 @@ def run(entities: int, batch: int) -> dict[str, Any]:
     engine_seconds = 0.0
     done = 0
     detections = 0
+    collector = _Collections()
     for events in _parsed(traffic, timed, batch):
         t = time.perf_counter()
-        detections += len(engine.process(events, state, events[-1].time))
+        with collector:
+            detections += len(engine.process(events, state, events[-1].time))
         engine_seconds += time.perf_counter() - t
         done += len(events)
 
@@ -245,6 +276,8 @@ def run(entities: int, batch: int) -> dict[str, Any]:
         "state_bytes_per_entity_by_key": {
             p: round(v / traffic.entities) for p, v in sorted(by_prefix.items())
         },
+        "gc_collections_timed": collector.counts,
+        "gc_seconds_timed": round(collector.seconds, 3),
         "model_tenants_trained": len(trained),
         "detections": detections,
     }

@@ -206,7 +206,7 @@ class ScopeDriftDetector:
                 obs.add(found)
 
     def _granted(self, obs: Observation, state: State) -> None:
-        scopes = list(dict.fromkeys(obs.scopes))
+        scopes = tuple(dict.fromkeys(obs.scopes))
         fam = obs.fam
         if fam is not None and obs.fam_key is not None:
             fam.grant = scopes
@@ -234,7 +234,7 @@ class ScopeDriftDetector:
         entity: EntityRecord,
         rec: ScopePart | None,
         fam: FamilyRecord | None,
-        granted: list[str] | None,
+        granted: tuple[str, ...] | None,
         touch_grant: bool,
     ) -> Finding | None:
         """A ``token.used`` of a new entity, or with a scope it never or rarely used, or
@@ -338,13 +338,13 @@ class ScopeDriftDetector:
             state[obs.fam_key] = fam  # type: ignore[index]
 
         if critical is not None:
-            scope, granted = critical
+            scope, issued = critical
             reason = (
                 f"{obs.who} used scope `{scope}` on {event.audience or 'an unnamed API'} "
                 f"with a token of family {family} that was granted only "
-                f"{', '.join(f'`{s}`' for s in granted) or 'no scopes'}"
+                f"{', '.join(f'`{s}`' for s in issued) or 'no scopes'}"
             )
-            evidence = {"scope": scope, "granted": granted, "family_id": family}
+            evidence = {"scope": scope, "granted": issued, "family_id": family}
             return Finding(self.name, 1.0, reason, evidence, critical=True)
         if worst is None:
             return None
