@@ -36,7 +36,6 @@ reaches :data:`STANDALONE_THRESHOLD`, so it also works outside the Engine.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import datetime
 from math import exp as _exp
 from typing import Any
@@ -274,17 +273,62 @@ def store_records(fresh: dict[str, Any], state: State) -> None:
             state[key] = rec
 
 
-@dataclass(slots=True)
-class Finding:
-    """A usage detector's view of one event: score 0..1, why, and the numbers."""
+#: builds a finding's reason and evidence when they are first read (``Finding``)
+Explain = Callable[[], tuple[str, dict[str, Any]]]
 
-    detector: str
-    score: float
-    reason: str
-    evidence: dict[str, Any] = field(default_factory=dict)
-    critical: bool = False
-    #: other events that belong to the evidence (e.g. the parallel use from the other network)
-    related: tuple[str, ...] = ()
+
+class Finding:
+    """A usage detector's view of one event: score 0..1, why, and the numbers.
+
+    ``reason`` and ``evidence`` may come as an ``explain`` function instead, called when one
+    of them is first read: most findings never reach a detection (a young entity's every
+    new scope is a finding of a few thousandths, the Engine's combined risk stays far under
+    its threshold), and their text and numbers are only read for one that does.
+    """
+
+    __slots__ = ("_evidence", "_explain", "_reason", "critical", "detector", "related", "score")
+
+    def __init__(
+        self,
+        detector: str,
+        score: float,
+        reason: str = "",
+        evidence: dict[str, Any] | None = None,
+        critical: bool = False,
+        related: tuple[str, ...] = (),
+        *,
+        explain: Explain | None = None,
+    ) -> None:
+        self.detector = detector
+        self.score = score
+        self.critical = critical
+        #: other events that belong to the evidence (the parallel use from the other network)
+        self.related = related
+        self._reason = reason
+        self._evidence: dict[str, Any] = {} if evidence is None else evidence
+        self._explain = explain
+
+    def _explained(self) -> None:
+        explain = self._explain
+        if explain is not None:
+            self._explain = None
+            self._reason, self._evidence = explain()
+
+    @property
+    def reason(self) -> str:
+        self._explained()
+        return self._reason
+
+    @property
+    def evidence(self) -> dict[str, Any]:
+        self._explained()
+        return self._evidence
+
+    def __repr__(self) -> str:
+        return (
+            f"Finding({self.detector!r}, {self.score!r}, {self.reason!r}, {self.evidence!r}, "
+            f"critical={self.critical!r}, related={self.related!r})"
+        )
 
 
 def observe_one(detector: Any, obs: Observation, state: State) -> Finding | None:

@@ -261,7 +261,8 @@ class ScopeDriftDetector:
         )
         others = max(0, pop["n"] - 1)
         widened: dict[str, Any] | None = None
-        worst: tuple[float, str, dict[str, Any]] | None = None
+        #: score, scope, weight, uses before, novelty, entities using it, newly granted
+        worst: tuple[float, str, float, int, float, int, bool] | None = None
         critical: tuple[str, list[str]] | None = None
         top_weight = 0.0
         top_novelty = 0.0
@@ -284,34 +285,22 @@ class ScopeDriftDetector:
             users = pop["s"].get(scope, 0) if cnt == 0 else 0
             adoption = users / others if others else 0.0
             population = max(0.0, 1.0 - adoption / cfg.population_common)
-            if widened is None:
-                widened = state.get(_GRANTED + obs.principal) or {"g": {}}
-            granted_at = widened["g"].get(scope)
-            new_grant = (
-                cfg.new_grant_factor
-                if granted_at and t - granted_at < cfg.new_grant_seconds
-                else 1.0
-            )
-            novel = novelty * confidence * population * new_grant
+            novel = novelty * confidence * population
+            new_grant = 1.0
+            if novel > 0.0:  # (the agent's grants matter only then)
+                if widened is None:
+                    widened = state.get(_GRANTED + obs.principal) or {"g": {}}
+                granted_at = widened["g"].get(scope)
+                if granted_at and t - granted_at < cfg.new_grant_seconds:
+                    new_grant = cfg.new_grant_factor
+                novel *= new_grant
             if novel > top_novelty:
                 top_novelty = novel
             score = w * novel
             if score >= 0.7:
                 flagged.add(scope)
             if score > 0 and (worst is None or score > worst[0]):
-                detail = {
-                    "scope": scope,
-                    "weight": w,
-                    "uses_before": cnt,
-                    "calls_on_record": n,
-                    "history_seconds": round(age, 1),
-                    "novelty": novelty,
-                    "confidence": round(confidence, 3),
-                    "population_entities_using": users,
-                    "population_entities": others,
-                    "newly_granted": new_grant < 1.0,
-                }
-                worst = (score, scope, detail)
+                worst = (score, scope, w, cnt, novelty, users, new_grant < 1.0)
         if obs.row is not None:
             obs.row[F_SCOPE_WEIGHT] = top_weight
             obs.row[F_SCOPE_NOVELTY] = top_novelty
@@ -348,25 +337,13 @@ class ScopeDriftDetector:
             return Finding(self.name, 1.0, reason, evidence, critical=True)
         if worst is None:
             return None
-        score, scope, detail = worst
-        seen = (
-            "never seen"
-            if detail["uses_before"] == 0
-            else f"seen only {detail['uses_before']} times"
+        found = worst
+        return Finding(
+            self.name,
+            found[0],
+            # its words and numbers only if a detection reads them (``Finding``)
+            explain=lambda: _explain(obs, found, n, age, confidence, others),
         )
-        pop_txt = (
-            f"; {detail['population_entities_using']} of {others} other entities of the "
-            f"agent use it"
-            if others
-            else ""
-        )
-        grant_txt = "; newly granted" if detail["newly_granted"] else ""
-        reason = (
-            f"{obs.who} used scope `{scope}` on {event.audience or 'an unnamed API'}, {seen} "
-            f"in {fmt_age(age)} of {fmt_count(n)} calls{pop_txt}{grant_txt}; "
-            f"weight {detail['weight']:g}"
-        )
-        return Finding(self.name, score, reason, detail)
 
     def _touch_population(self, state: State, tenant: str, agent: str, t: float) -> None:
         """Keep an agent population that is in use from expiring."""
@@ -383,3 +360,35 @@ class ScopeDriftDetector:
         removed += sweep_family_part(state, "grant", t - cfg.grant_ttl_seconds)
         removed += sweep_prefix(state, _GRANTED, t - cfg.idle_ttl_seconds, lambda v: v["t"])
         return removed + sweep_prefix(state, _POP, t - cfg.idle_ttl_seconds, lambda v: v["t"])
+
+
+def _explain(
+    obs: Observation,
+    worst: tuple[float, str, float, int, float, int, bool],
+    n: int,
+    age: float,
+    confidence: float,
+    others: int,
+) -> tuple[str, dict[str, Any]]:
+    """The reason and evidence of a scope drift finding (``_unusual``'s worst scope)."""
+    _, scope, w, cnt, novelty, users, newly = worst
+    detail = {
+        "scope": scope,
+        "weight": w,
+        "uses_before": cnt,
+        "calls_on_record": n,
+        "history_seconds": round(age, 1),
+        "novelty": novelty,
+        "confidence": round(confidence, 3),
+        "population_entities_using": users,
+        "population_entities": others,
+        "newly_granted": newly,
+    }
+    seen = "never seen" if cnt == 0 else f"seen only {cnt} times"
+    pop_txt = f"; {users} of {others} other entities of the agent use it" if others else ""
+    grant_txt = "; newly granted" if newly else ""
+    reason = (
+        f"{obs.who} used scope `{scope}` on {obs.event.audience or 'an unnamed API'}, {seen} "
+        f"in {fmt_age(age)} of {fmt_count(n)} calls{pop_txt}{grant_txt}; weight {w:g}"
+    )
+    return reason, detail
