@@ -440,41 +440,48 @@ def sweep_part(state: State, part: str, cutoff: float, last_seen: Callable[[Any]
     """Clear the part named ``part`` (``volume``, ``scope``, ``destination``) of the entity
     records whose ``last_seen(part)`` is before ``cutoff`` (a record with no part left goes);
     returns the parts removed."""
-    removed = 0
-    for key in [k for k in list(state.keys()) if k.startswith(ENTITY_PREFIX)]:
-        value = state.get(key)
-        if value is None:
-            continue
-        rec = entity_record(value)
+
+    def clear(rec: EntityRecord) -> bool:
         current = getattr(rec, part)
         if current is None or float(last_seen(current)) >= cutoff:
-            continue
+            return False
         setattr(rec, part, None)
-        if rec.empty():
-            state.pop(key, None)
-        else:
-            state[key] = rec
-        removed += 1
-    return removed
+        return True
+
+    return _sweep_records(state, ENTITY_PREFIX, entity_record, clear)
 
 
 def sweep_family_part(state: State, part: str, cutoff: float) -> int:
     """Clear the ``grant`` or the ``net`` part of the family records last used before
     ``cutoff`` (a record with no part left goes); returns the parts removed."""
-    removed = 0
-    for key in [k for k in list(state.keys()) if k.startswith(FAMILY_PREFIX)]:
-        value = state.get(key)
-        if value is None:
-            continue
-        rec = family_record(value)
+
+    def clear(rec: FamilyRecord) -> bool:
         if part == "grant":
             if rec.grant is None or rec.grant_t >= cutoff:
-                continue
+                return False
             rec.grant = None
         else:
             if rec.net is None or rec.net_t >= cutoff:
-                continue
+                return False
             rec.net = None
+        return True
+
+    return _sweep_records(state, FAMILY_PREFIX, family_record, clear)
+
+
+def _sweep_records(
+    state: State, prefix: str, record: Callable[[Any], Any], clear: Callable[[Any], bool]
+) -> int:
+    """``clear`` every record under ``prefix`` (as ``record`` makes it of its stored value);
+    a record it cleared a part of is stored again, or dropped with no part left."""
+    removed = 0
+    for key in [k for k in list(state.keys()) if k.startswith(prefix)]:
+        value = state.get(key)
+        if value is None:
+            continue
+        rec = record(value)
+        if not clear(rec):
+            continue
         if rec.empty():
             state.pop(key, None)
         else:
