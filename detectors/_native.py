@@ -4,8 +4,9 @@
 (``TOKENWARDEN_COMPILE=1 python setup.py build_ext --inplace``): each becomes an extension
 module next to its source, and Python imports the extension before the ``.py``. The
 compiled code is the same code — the same detections and state, ``tests/detectors`` runs
-against both — only faster: its records keep their numbers unboxed and its attribute reads
-are C (README, "Speed").
+against both — and the engine runs faster: its records keep their numbers unboxed and its
+attribute reads are C (README, "Speed"; the Kafka workers measured slower compiled, not
+explained yet: docs/speed-log.md, session 16).
 
 An extension built from other sources would run the old code silently, so before the
 package imports them :func:`choose` looks: if the sources differ from those the build was
