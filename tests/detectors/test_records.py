@@ -49,13 +49,11 @@ def stored(state: dict[str, Any]) -> dict[str, Any]:
     return orjson.loads(orjson.dumps(state, default=to_json))
 
 
-def run(
-    batches: list[list[AuditEvent]], state: dict[str, Any] | None = None
-) -> tuple[list[bytes], dict[str, Any]]:
+def run(batches: list[list[AuditEvent]]) -> tuple[list[bytes], dict[str, Any]]:
     """Detections and the state (as stored) after ``batches``."""
     # every detector but the learned model, whose fits happen at batch ends
     engine = build_engine([d for d in DETECTORS if d != "model"])
-    state = {} if state is None else state
+    state: dict[str, Any] = {}
     found = []
     for batch in batches:
         found += [d.to_json() for d in engine.process(batch, state, batch[-1].time)]
